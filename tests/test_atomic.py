@@ -1,0 +1,21 @@
+import pytest
+
+from fast3r.io.atomic import atomic_path, write_text_atomic
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "sub" / "file.txt"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("interrupted")
+    assert not target.exists()
+    assert list((tmp_path / "sub").iterdir()) == []
+
+
+def test_atomic_write_replaces_existing(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("old")
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
