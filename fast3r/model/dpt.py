@@ -1,0 +1,105 @@
+"""DPT head: four token maps -> a dense (B, 4, H, W) map -> 3D points and confidence per pixel."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import HeadConfig
+
+
+class ResidualConvUnit(nn.Module):
+    def __init__(self, features: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class FusionBlock(nn.Module):
+    """Refine (and add a skip), upsample x2, project: one step of the DPT decoder."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.resConfUnit1 = ResidualConvUnit(features)
+        self.resConfUnit2 = ResidualConvUnit(features)
+        self.out_conv = nn.Conv2d(features, features, 1)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        if skip is not None:
+            x = x + self.resConfUnit1(skip)
+        x = self.resConfUnit2(x)
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        return self.out_conv(x)
+
+
+class Scratch(nn.Module):
+    """Channel projections and refinement blocks. The projections are also registered as
+    `layer_rn.{0..3}`: the release's state dict carries both names for the same four tensors."""
+
+    def __init__(self, layer_dims: Sequence[int], features: int):
+        super().__init__()
+        self.layer1_rn, self.layer2_rn, self.layer3_rn, self.layer4_rn = (
+            nn.Conv2d(dim, features, 3, padding=1, bias=False) for dim in layer_dims
+        )
+        self.layer_rn = nn.ModuleList([self.layer1_rn, self.layer2_rn, self.layer3_rn, self.layer4_rn])
+        self.refinenet1, self.refinenet2, self.refinenet3, self.refinenet4 = (
+            FusionBlock(features) for _ in range(4)
+        )
+
+
+class DPT(nn.Module):
+    def __init__(self, config: HeadConfig, token_dims: Sequence[int], patch_size: int):
+        super().__init__()
+        self.patch_size = patch_size
+        d0, d1, d2, d3 = config.layer_dims
+        self.act_postprocess = nn.ModuleList(
+            [
+                nn.Sequential(nn.Conv2d(token_dims[0], d0, 1), nn.ConvTranspose2d(d0, d0, 4, stride=4)),
+                nn.Sequential(nn.Conv2d(token_dims[1], d1, 1), nn.ConvTranspose2d(d1, d1, 2, stride=2)),
+                nn.Sequential(nn.Conv2d(token_dims[2], d2, 1)),
+                nn.Sequential(nn.Conv2d(token_dims[3], d3, 1), nn.Conv2d(d3, d3, 3, stride=2, padding=1)),
+            ]
+        )
+        self.scratch = Scratch(config.layer_dims, config.feature_dim)
+        self.head = nn.Sequential(
+            nn.Conv2d(config.feature_dim, config.feature_dim // 2, 3, padding=1),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+            nn.Conv2d(config.feature_dim // 2, config.last_dim, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(config.last_dim, 4, 1),
+        )
+
+    def forward(self, hooks: Sequence[torch.Tensor], height: int, width: int) -> torch.Tensor:
+        """hooks: four (B, P, D_i) token maps of views of size (height, width) -> (B, 4, H, W)."""
+        grid_h, grid_w = height // self.patch_size, width // self.patch_size
+        layers = []
+        for index, tokens in enumerate(hooks):
+            fmap = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid_h, grid_w)
+            layers.append(self.scratch.layer_rn[index](self.act_postprocess[index](fmap)))
+        l1, l2, l3, l4 = layers  # strides 4, 8, 16, 32 (relative to pixels)
+        path = self.scratch.refinenet4(l4)[:, :, : l3.shape[2], : l3.shape[3]]
+        path = self.scratch.refinenet3(path, l3)
+        path = self.scratch.refinenet2(path, l2)
+        path = self.scratch.refinenet1(path, l1)
+        return self.head(path)
+
+
+class PointHead(nn.Module):
+    """A DPT head with the release's output activations (kept under the `dpt.` key prefix)."""
+
+    def __init__(self, config: HeadConfig, token_dims: Sequence[int], patch_size: int):
+        super().__init__()
+        self.dpt = DPT(config, token_dims, patch_size)
+
+    def forward(self, hooks: Sequence[torch.Tensor], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> points (B, H, W, 3) and confidence (B, H, W), in fp32."""
+        out = self.dpt(hooks, height, width).float().permute(0, 2, 3, 1)  # (B, H, W, 4)
+        xyz, raw_conf = out[..., :3], out[..., 3]
+        distance = xyz.norm(dim=-1, keepdim=True)
+        points = xyz / distance.clamp(min=1e-8) * torch.expm1(distance)
+        return points, 1 + raw_conf.exp()
