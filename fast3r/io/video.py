@@ -107,9 +107,7 @@ def _decode(path: Path, progress: bool) -> Iterator[tuple[int, Fraction | None, 
                 yield index, time, frame
                 index += 1
                 bar.update(1)
-        except VideoReadError:
-            raise
-        except Exception as err:
+        except Exception as err:  # FFmpeg errors from a damaged stream
             raise VideoReadError(f"{path}: decoding failed after {index} frames: {err}") from err
         finally:
             bar.close()
