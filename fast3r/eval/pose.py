@@ -1,0 +1,170 @@
+"""Relative camera pose metrics (RRA, RTA, mAA / AUC) over all pairs of views.
+
+Conventions, as in PoseDiffusion / VGGT / the Fast3R release:
+- cameras are camera-to-world 4x4 matrices P; for each pair i < j the relative pose is inv(P_i) @ P_j;
+- rotation error: geodesic angle of R_pred^T R_gt (degrees, in [0, 180]);
+- translation error: angle between the relative translation directions, sign-invariant
+  min(theta, 180 - theta) (degrees, in [0, 90]); a zero-length translation on either side gives 90,
+  as the reference code's normalisation with an epsilon does;
+- every reported rate or area is a PERCENT in [0, 100], and its key ends in `_pct`.
+
+Two areas under the accuracy curve are in use and both are reported, under names that say which:
+- `mAA30_fast3r_31bin_pct`: the Fast3R code, `mean(cumsum(torch.histc(err, bins=31, min=0, max=30)) / n)`;
+- `AUC30_vggt_30bin_pct`: PoseDiffusion / VGGT, `mean(cumsum(np.histogram(err, bins=arange(0, 31))) / n)`;
+where err = max(rotation error, translation error) per pair. They differ by the bin layout only
+(31 bins of width 30/31 against 30 one-degree bins).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+THRESHOLDS_DEG = (5, 15, 30)
+AUC_MAX_DEG = 30
+
+
+@dataclass
+class PairErrors:
+    """Per-pair errors in degrees for the pairs (first[k], second[k]), first < second."""
+
+    rotation_deg: np.ndarray  # (P,)
+    translation_deg: np.ndarray  # (P,)
+    first: np.ndarray  # (P,) int
+    second: np.ndarray  # (P,) int
+
+    @property
+    def max_deg(self) -> np.ndarray:
+        """(P,) max(rotation, translation) error, the quantity the mAA / AUC integrate."""
+        return np.maximum(self.rotation_deg, self.translation_deg)
+
+
+def _as_poses(poses: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
+    if isinstance(poses, torch.Tensor):
+        poses = poses.detach().cpu().to(torch.float64).numpy()
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)):
+        raise ValueError(f"{what} must be (N, 4, 4) camera-to-world matrices, got shape {poses.shape}")
+    if not np.isfinite(poses).all():
+        raise ValueError(f"{what} contains non-finite values")
+    return poses
+
+
+def rotation_angle_deg(rotation_a: np.ndarray, rotation_b: np.ndarray) -> np.ndarray:
+    """Geodesic angle (degrees) of R_a^T R_b for stacks (P, 3, 3); accurate near 0 and 180."""
+    relative = np.einsum("pji,pjk->pik", rotation_a, rotation_b)  # R_a^T R_b, (P, 3, 3)
+    cos_twice = np.trace(relative, axis1=1, axis2=2) - 1.0  # 2 cos(theta)
+    skew = np.stack(
+        [
+            relative[:, 2, 1] - relative[:, 1, 2],
+            relative[:, 0, 2] - relative[:, 2, 0],
+            relative[:, 1, 0] - relative[:, 0, 1],
+        ],
+        axis=-1,
+    )
+    sin_twice = np.linalg.norm(skew, axis=-1)  # 2 sin(theta)
+    return np.degrees(np.arctan2(sin_twice, cos_twice))
+
+
+def translation_angle_deg(direction_a: np.ndarray, direction_b: np.ndarray) -> np.ndarray:
+    """Sign-invariant angle (degrees, in [0, 90]) between vectors (P, 3); 90 where either is zero."""
+    norm_a = np.linalg.norm(direction_a, axis=-1)
+    norm_b = np.linalg.norm(direction_b, axis=-1)
+    degenerate = (norm_a <= 1e-15) | (norm_b <= 1e-15)
+    cross = np.linalg.norm(np.cross(direction_a, direction_b), axis=-1)
+    dot = np.abs(np.einsum("pk,pk->p", direction_a, direction_b))
+    angle = np.degrees(np.arctan2(cross, dot))  # |dot| makes it min(theta, 180 - theta)
+    return np.where(degenerate, 90.0, angle)
+
+
+def relative_pose_errors(
+    c2w_pred: np.ndarray | torch.Tensor, c2w_gt: np.ndarray | torch.Tensor
+) -> PairErrors:
+    """Rotation and translation errors of the relative poses inv(P_i) @ P_j for all pairs i < j."""
+    pred = _as_poses(c2w_pred, "c2w_pred")
+    gt = _as_poses(c2w_gt, "c2w_gt")
+    if pred.shape[0] != gt.shape[0]:
+        raise ValueError(f"c2w_pred has {pred.shape[0]} cameras but c2w_gt has {gt.shape[0]}")
+    if pred.shape[0] < 2:
+        raise ValueError(f"pose metrics need at least 2 cameras, got {pred.shape[0]}")
+    first, second = np.triu_indices(pred.shape[0], k=1)
+
+    def relative(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rot_i, rot_j = poses[first, :3, :3], poses[second, :3, :3]
+        rotation = np.einsum("pji,pjk->pik", rot_i, rot_j)  # R_i^T R_j
+        translation = np.einsum("pji,pj->pi", rot_i, poses[second, :3, 3] - poses[first, :3, 3])
+        return rotation, translation
+
+    rot_pred, trans_pred = relative(pred)
+    rot_gt, trans_gt = relative(gt)
+    return PairErrors(
+        rotation_deg=rotation_angle_deg(rot_pred, rot_gt),
+        translation_deg=translation_angle_deg(trans_pred, trans_gt),
+        first=first,
+        second=second,
+    )
+
+
+def histc(values: np.ndarray, bins: int, min_value: float, max_value: float) -> np.ndarray:
+    """NumPy replica of `torch.histc`: equal-width bins over [min, max]; a value equal to max goes in
+    the last bin; values outside [min, max] (and NaN) are ignored. Bin of x: floor((x - min) * bins /
+    (max - min)), computed in the input's float precision (float32 stays float32, as in torch)."""
+    values = np.asarray(values).ravel()
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)
+    dtype = values.dtype.type
+    inside = (values >= min_value) & (values <= max_value)
+    offset = values[inside] - dtype(min_value)
+    position = (offset * dtype(bins) / dtype(max_value - min_value)).astype(np.int64)
+    position = np.minimum(position, bins - 1)
+    return np.bincount(position, minlength=bins).astype(np.float64)
+
+
+def mAA_fast3r_31bin(max_errors_deg: np.ndarray, max_threshold: int = AUC_MAX_DEG) -> float:
+    """Fast3R release: mean(cumsum(histc(err, bins=max+1, min=0, max=max)) / n), a fraction in [0, 1]."""
+    errors = np.asarray(max_errors_deg, dtype=np.float64).ravel()
+    if errors.size == 0:
+        raise ValueError("mAA needs at least one pair")
+    histogram = histc(errors, bins=max_threshold + 1, min_value=0.0, max_value=float(max_threshold))
+    return float(np.mean(np.cumsum(histogram / errors.size)))
+
+
+def AUC_vggt_30bin(max_errors_deg: np.ndarray, max_threshold: int = AUC_MAX_DEG) -> float:
+    """PoseDiffusion / VGGT: mean(cumsum(histogram(err, bins=arange(max+1))) / n), a fraction in [0, 1]."""
+    errors = np.asarray(max_errors_deg, dtype=np.float64).ravel()
+    if errors.size == 0:
+        raise ValueError("AUC needs at least one pair")
+    histogram, _ = np.histogram(errors, bins=np.arange(max_threshold + 1))
+    return float(np.mean(np.cumsum(histogram / errors.size)))
+
+
+def metrics_from_errors(rotation_deg: np.ndarray, translation_deg: np.ndarray) -> dict[str, float]:
+    """All pose metrics (percent) of a set of pairs; pool pairs of many samples by concatenating."""
+    rotation_deg = np.asarray(rotation_deg, dtype=np.float64).ravel()
+    translation_deg = np.asarray(translation_deg, dtype=np.float64).ravel()
+    if rotation_deg.shape != translation_deg.shape:
+        raise ValueError(f"{rotation_deg.size} rotation errors but {translation_deg.size} translation errors")
+    if rotation_deg.size == 0:
+        raise ValueError("pose metrics need at least one pair")
+    max_errors = np.maximum(rotation_deg, translation_deg)
+    metrics: dict[str, float] = {}
+    for threshold in THRESHOLDS_DEG:
+        metrics[f"RRA@{threshold}_pct"] = 100.0 * float(np.mean(rotation_deg < threshold))
+    for threshold in THRESHOLDS_DEG:
+        metrics[f"RTA@{threshold}_pct"] = 100.0 * float(np.mean(translation_deg < threshold))
+    metrics["mAA30_fast3r_31bin_pct"] = 100.0 * mAA_fast3r_31bin(max_errors)
+    metrics["AUC30_vggt_30bin_pct"] = 100.0 * AUC_vggt_30bin(max_errors)
+    metrics["rotation_error_mean_deg"] = float(np.mean(rotation_deg))
+    metrics["rotation_error_median_deg"] = float(np.median(rotation_deg))
+    metrics["translation_error_mean_deg"] = float(np.mean(translation_deg))
+    metrics["translation_error_median_deg"] = float(np.median(translation_deg))
+    metrics["num_pairs"] = float(rotation_deg.size)
+    return metrics
+
+
+def pose_metrics(c2w_pred: np.ndarray | torch.Tensor, c2w_gt: np.ndarray | torch.Tensor) -> dict[str, float]:
+    """RRA@5/15/30, RTA@5/15/30, both mAA(30) variants (all percent) and error summaries over all
+    N(N-1)/2 pairs of the (N, 4, 4) camera-to-world predictions and ground truth."""
+    errors = relative_pose_errors(c2w_pred, c2w_gt)
+    return metrics_from_errors(errors.rotation_deg, errors.translation_deg)
