@@ -1,0 +1,129 @@
+"""Camera intrinsics and trajectories (orbit, walk, random look-at) for synthetic scenes.
+
+Poses are camera-to-world 4x4 in OpenCV camera axes (x right, y down, z forward); the world has z up.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .scene import Scene
+
+TRAJECTORIES = ("orbit", "walk", "random")
+CAMERA_MARGIN = 0.35  # metres between a camera and any surface
+_MAX_ATTEMPTS = 200
+
+
+def intrinsics_from_fov(fov_deg: float, height: int, width: int) -> np.ndarray:
+    """(3, 3) pinhole K with a horizontal field of view, square pixels, principal point at (W/2, H/2)."""
+    focal = (width / 2) / np.tan(np.radians(fov_deg) / 2)
+    return np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarray:
+    """(4, 4) camera-to-world of a camera at `eye` looking at `target`, z up, rolled by `roll` radians."""
+    forward = target - eye
+    forward = forward / np.linalg.norm(forward)
+    right = np.cross(forward, np.array([0.0, 0.0, 1.0]))
+    if np.linalg.norm(right) < 1e-6:  # looking straight up or down
+        right = np.cross(forward, np.array([0.0, 1.0, 0.0]))
+    right = right / np.linalg.norm(right)
+    down = np.cross(forward, right)
+    cos, sin = np.cos(roll), np.sin(roll)
+    right, down = cos * right + sin * down, cos * down - sin * right
+    c2w = np.eye(4)
+    c2w[:3, :3] = np.stack([right, down, forward], axis=1)
+    c2w[:3, 3] = eye
+    return c2w
+
+
+def _direction(yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    return np.stack([np.cos(pitch) * np.cos(yaw), np.cos(pitch) * np.sin(yaw), np.sin(pitch)], axis=-1)
+
+
+def _orbit(scene: Scene, rng: np.random.Generator, num_views: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eyes on an arc around the scene centre, all looking inwards."""
+    if scene.room is not None:
+        centre = scene.centre + np.array([*rng.uniform(-0.1, 0.1, size=2) * scene.room[:2], 0.0])
+        radius = rng.uniform(0.22, 0.38) * min(scene.room[0], scene.room[1])
+        heights = np.full(num_views, rng.uniform(1.2, 1.9))
+        span = np.radians(rng.uniform(90, 240))
+    else:
+        centre = scene.centre.copy()
+        radius = rng.uniform(2.0, 3.5)
+        heights = radius * np.tan(np.radians(rng.uniform(10, 45) + rng.uniform(-4, 4, size=num_views)))
+        span = np.radians(rng.uniform(120, 360))
+    steps = max(num_views - 1, 1) if span < 2 * np.pi - 1e-9 else num_views
+    angles = rng.uniform(0, 2 * np.pi) + span * np.arange(num_views) / steps
+    eyes = np.stack([centre[0] + radius * np.cos(angles), centre[1] + radius * np.sin(angles), heights], axis=1)
+    target_height = rng.uniform(0.4, 1.2) if scene.room is not None else centre[2]
+    targets = np.array([centre[0], centre[1], target_height]) + rng.normal(0, 0.1, size=(num_views, 3))
+    return eyes, targets
+
+
+def _walk(scene: Scene, rng: np.random.Generator, num_views: int) -> tuple[np.ndarray, np.ndarray]:
+    """Forward motion along a line with a gentle sway, looking ahead with small smooth rotations."""
+    if scene.room is not None:
+        start = np.array([rng.uniform(0.6, scene.room[0] - 0.6), rng.uniform(0.6, scene.room[1] - 0.6)])
+        heading = rng.uniform(0, 2 * np.pi)
+        length = rng.uniform(0.3, 0.6) * min(scene.room[0], scene.room[1])
+        height = rng.uniform(1.3, 1.8)
+        pitch = np.radians(rng.uniform(-20, 0))
+    else:
+        azimuth = rng.uniform(0, 2 * np.pi)
+        start = rng.uniform(3.5, 5.0) * np.array([np.cos(azimuth), np.sin(azimuth)])
+        heading = azimuth + np.pi + rng.uniform(-0.2, 0.2)
+        length = rng.uniform(1.0, 2.0)
+        height = rng.uniform(1.0, 2.5)
+        pitch = -np.arctan2(height - scene.centre[2], np.linalg.norm(start) - length / 2)
+    progress = np.linspace(0.0, 1.0, num_views)
+    phase = rng.uniform(0, 2 * np.pi)
+    along = np.array([np.cos(heading), np.sin(heading)])
+    sideways = np.array([-along[1], along[0]])
+    sway = 0.1 * np.sin(phase + 2 * np.pi * progress)
+    xy = start + length * progress[:, None] * along + sway[:, None] * sideways
+    eyes = np.concatenate([xy, (height + 0.03 * np.sin(phase + 6 * np.pi * progress))[:, None]], axis=1)
+    yaw = heading + np.radians(rng.uniform(5, 20)) * np.sin(phase * 1.7 + 2 * np.pi * progress)
+    pitches = pitch + np.radians(rng.uniform(2, 6)) * np.sin(phase * 0.6 + 2 * np.pi * progress)
+    return eyes, eyes + _direction(yaw, pitches)
+
+
+def _random(scene: Scene, rng: np.random.Generator, num_views: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eyes anywhere in free space, each looking at a random point in the middle of the scene."""
+    if scene.room is not None:
+        low, high = np.array([0.6, 0.6, 1.0]), np.array([scene.room[0] - 0.6, scene.room[1] - 0.6, 2.0])
+        eyes = rng.uniform(low, high, size=(num_views, 3))
+        target_low = np.array([0.3 * scene.room[0], 0.3 * scene.room[1], 0.3])
+        target_high = np.array([0.7 * scene.room[0], 0.7 * scene.room[1], 1.5])
+        targets = rng.uniform(target_low, target_high, size=(num_views, 3))
+    else:
+        distance = rng.uniform(2.0, 4.0, size=num_views)
+        azimuth = rng.uniform(0, 2 * np.pi) + rng.uniform(0, np.radians(rng.uniform(90, 360)), size=num_views)
+        elevation = np.radians(rng.uniform(10, 50, size=num_views))
+        eyes = distance[:, None] * _direction(azimuth, elevation)
+        targets = scene.centre + rng.normal(0, 0.25, size=(num_views, 3))
+    return eyes, targets
+
+
+_SAMPLERS = {"orbit": _orbit, "walk": _walk, "random": _random}
+
+
+def sample_trajectory(scene: Scene, rng: np.random.Generator, num_views: int, trajectory: str) -> tuple[Scene, np.ndarray]:
+    """(scene, c2w (N, 4, 4)): camera poses whose eyes keep CAMERA_MARGIN from every surface.
+
+    Tries up to _MAX_ATTEMPTS random trajectories; if none is free, removes the objects in the way of
+    the last one (so the returned scene may have fewer objects than the input).
+    """
+    if trajectory not in _SAMPLERS:
+        raise ValueError(f"unknown trajectory {trajectory!r}; expected one of {TRAJECTORIES}")
+    if num_views < 1:
+        raise ValueError(f"num_views must be at least 1, got {num_views}")
+    for _ in range(_MAX_ATTEMPTS):
+        eyes, targets = _SAMPLERS[trajectory](scene, rng, num_views)
+        # Targets inside the room keep a walking camera from staring at a wall from up close.
+        targets_ok = scene.room is None or scene.inside(targets, 0.0).all()
+        if targets_ok and scene.is_free(eyes, CAMERA_MARGIN).all():
+            break
+    else:
+        scene = scene.without_objects_near(eyes, CAMERA_MARGIN)
+    rolls = np.radians(rng.uniform(-3, 3, size=num_views)) if trajectory != "orbit" else np.zeros(num_views)
+    return scene, np.stack([look_at(eye, target, roll) for eye, target, roll in zip(eyes, targets, rolls)])
