@@ -56,7 +56,16 @@ class DatasetOptions:
     synthetic_image_hw: tuple[int, int] = SYNTHETIC_IMAGE_HW
 
 
-DATASETS = ("co3d_vggt", "co3d_fast3r", "re10k", "7scenes", "nrgbd", "dtu", "synthetic")
+DATASET_TASKS = {
+    "co3d_vggt": (POSE,),
+    "co3d_fast3r": (POSE, RECON),
+    "re10k": (POSE,),
+    "7scenes": (RECON,),
+    "nrgbd": (RECON,),
+    "dtu": (RECON,),
+    "synthetic": (POSE, RECON),
+}
+DATASETS = tuple(DATASET_TASKS)
 
 
 def _require_root(name: str, root: str | Path | None) -> Path:
@@ -102,7 +111,7 @@ def build_dataset(name: str, root: str | Path | None, options: DatasetOptions = 
             EvalSample(s.sample_id, s.category, partial(co3d.load_co3d_native, base, s))
             for s in co3d.select_co3d_vggt(base, selection=selection)
         ]
-        return EvalDataset(name, (POSE,), samples, units="CO3D units (arbitrary scale)", icp_threshold=0.1)
+        return EvalDataset(name, DATASET_TASKS[name], samples, units="CO3D units (arbitrary scale)", icp_threshold=0.1)
     if name == "co3d_fast3r":
         base = _require_root(name, root)
         if options.num_views is None:
@@ -112,12 +121,12 @@ def build_dataset(name: str, root: str | Path | None, options: DatasetOptions = 
             EvalSample(f"{i:03d}/{s.sample_id}", s.category, partial(co3d.load_co3d_dust3r, base, s))
             for i, s in enumerate(chosen)
         ]
-        return EvalDataset(name, (POSE, RECON), samples, units="CO3D units (arbitrary scale)", icp_threshold=0.1)
+        return EvalDataset(name, DATASET_TASKS[name], samples, units="CO3D units (arbitrary scale)", icp_threshold=0.1)
     if name == "re10k":
         base = _require_root(name, root)
         chosen = re10k.select_re10k(base, num_frames=_fixed_views(name, options.num_views, 10))
         samples = [EvalSample(s.sample_id, s.video_id, partial(re10k.load_re10k, base, s)) for s in chosen]
-        return EvalDataset(name, (POSE,), samples, units="RealEstate10K units (arbitrary scale)", icp_threshold=0.1)
+        return EvalDataset(name, DATASET_TASKS[name], samples, units="RealEstate10K units (arbitrary scale)", icp_threshold=0.1)
     if name in ("7scenes", "nrgbd", "dtu"):
         base = _require_root(name, root)
         stride = spann3r.stride_for(name, options.setting)
@@ -131,8 +140,8 @@ def build_dataset(name: str, root: str | Path | None, options: DatasetOptions = 
             scene.frames = _evenly_spaced(scene.frames, options.num_views)
             samples.append(EvalSample(scene.sample_id, scene.scene, partial(load, base, scene)))
         if name == "dtu":
-            return EvalDataset(name, (RECON,), samples, units="millimetres", icp_threshold=100.0)
-        return EvalDataset(name, (RECON,), samples, units="metres", icp_threshold=0.1)
+            return EvalDataset(name, DATASET_TASKS[name], samples, units="millimetres", icp_threshold=100.0)
+        return EvalDataset(name, DATASET_TASKS[name], samples, units="metres", icp_threshold=0.1)
     if name == "synthetic":
         num_views = options.num_views or SYNTHETIC_DEFAULT_VIEWS
         samples = [
@@ -143,5 +152,5 @@ def build_dataset(name: str, root: str | Path | None, options: DatasetOptions = 
             )
             for i in range(options.num_samples or SYNTHETIC_NUM_SCENES)
         ]
-        return EvalDataset(name, (POSE, RECON), samples, units="metres", icp_threshold=0.1)
+        return EvalDataset(name, DATASET_TASKS[name], samples, units="metres", icp_threshold=0.1)
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

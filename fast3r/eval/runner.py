@@ -28,6 +28,7 @@ from fast3r.data.views import View
 from fast3r.eval.datasets import (
     POSE,
     RECON,
+    DATASET_TASKS,
     SYNTHETIC_IMAGE_HW,
     DatasetOptions,
     EvalDataset,
@@ -335,9 +336,10 @@ def run_evaluation(config: EvalConfig, model: torch.nn.Module | None = None) -> 
         num_samples=config.num_samples,
         synthetic_image_hw=tuple(config.synthetic_image_hw),
     )
+    tasks = DATASET_TASKS.get(config.dataset, TASKS)
+    if config.task not in tasks:
+        raise ValueError(f"dataset {config.dataset!r} supports {' and '.join(tasks)}, not {config.task}")
     dataset = build_dataset(config.dataset, config.root, options)
-    if config.task not in dataset.tasks:
-        raise ValueError(f"dataset {config.dataset!r} supports {' and '.join(dataset.tasks)}, not {config.task}")
     samples = dataset.samples[: config.limit] if config.limit else dataset.samples
     if not samples:
         raise ValueError(f"dataset {config.dataset!r} at {config.root} has no samples")
