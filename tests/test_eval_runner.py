@@ -131,13 +131,13 @@ def test_cli_runs_pose_and_recon_on_a_co3d_fixture_with_saved_weights(tmp_path, 
     common = ["--dataset", "co3d_fast3r", "--root", str(tmp_path / "co3d"), "--views", "3", "--num-samples", "2",
               "--weights", str(tmp_path / "weights"), "--size", "224", "--device", "cpu", "--no-progress"]  # fmt: skip
     args = parser.parse_args(["eval", "pose", *common, "--out", str(tmp_path / "pose")])
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     pose = json.loads((tmp_path / "pose" / "summary.json").read_text())
     assert pose["num_samples"] == 2 and pose["pooled"]["num_pairs"] == 6
     assert set(pose["per_category"]) == {"apple", "bench"}
     args = parser.parse_args(["eval", "recon", *common, "--out", str(tmp_path / "recon"),
                               "--alignment", "sim3_icp", "--max-points", "3000", "--limit", "1"])  # fmt: skip
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     recon = json.loads((tmp_path / "recon" / "summary.json").read_text())["mean_over_samples"]
     assert recon["num_pred_points"] == 3000 and np.isfinite(recon["accuracy_mean"])
     assert "accuracy_mean" in capsys.readouterr().out

@@ -2,7 +2,7 @@
 
 Wire into fast3r/cli.py with:
     from fast3r.eval.command import add_eval_parser, run_eval
-    add_eval_parser(subparsers)        # registers "eval" with its handler in `func`
+    add_eval_parser(subparsers)        # registers "eval"; its handler is in `args.handler`
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--num-samples", type=int, help="co3d_fast3r / synthetic: number of samples (100 / 20)")
     parser.add_argument("--max-points", type=int, help="recon: score a random subset of this many pixels")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(func=run_eval)
+    parser.set_defaults(handler=run_eval)
     return parser
 
 
