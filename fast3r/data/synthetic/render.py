@@ -10,7 +10,7 @@ from ..views import View
 from . import intersect
 from .cameras import TRAJECTORIES, intrinsics_from_fov, sample_trajectory
 from .scene import Scene, SceneConfig, build_scene
-from .textures import sky_colour, surface_albedo
+from .textures import lattice_table, sky_colour, surface_albedo
 
 CHUNK_RAYS = 1 << 17  # rays cast at once; bounds the (primitives x rays) temporaries
 _ROOM, _GROUND, _BOX, _CYLINDER, _SPHERE = range(5)
@@ -33,7 +33,7 @@ class _SceneTensors:
             _SPHERE: (tensor(scene.spheres), tensor(scene.sphere_materials, torch.int64)),
         }
         self.materials = scene.materials.to_torch(device)
-        self.table = tensor(scene.noise_table).reshape(-1)
+        self.table = lattice_table(scene.noise_table, device)
         self.light = tensor(scene.light_direction)
         self.ambient, self.diffuse = scene.ambient, scene.diffuse
         self.sky = tensor(scene.sky_colours)
@@ -83,32 +83,39 @@ def _shade(
     """
     colour = torch.empty_like(directions)
     hit = kind >= 0
-    points = origin + t[hit, None] * directions[hit]
+    all_hit = bool(hit.all())  # closed rooms: skip the masking
+    hit_dirs = directions if all_hit else directions[hit]
+    points = origin + (t if all_hit else t[hit])[:, None] * hit_dirs
     normals, uvs = torch.empty_like(points), torch.empty_like(points[:, :2])
     materials = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
-    hit_kind, hit_index = kind[hit], index[hit]
+    hit_kind, hit_index = (kind, index) if all_hit else (kind[hit], index[hit])
     for k in range(5):
-        rays = hit_kind == k
-        if not rays.any():
+        rays = (hit_kind == k).nonzero()[:, 0]
+        if not len(rays):
             continue
+        ray_points, ray_index = points[rays], hit_index[rays]
         if k == _ROOM:
-            normal, uv = intersect.room_surface(scene.room, hit_index[rays], points[rays])
-            material = scene.room_materials[hit_index[rays]]
+            normal, uv = intersect.room_surface(scene.room, ray_index, ray_points)
+            material = scene.room_materials[ray_index]
         elif k == _GROUND:
-            normal = torch.zeros_like(points[rays])
+            normal = torch.zeros_like(ray_points)
             normal[:, 2] = 1.0
-            uv, material = points[rays, :2], torch.full_like(hit_index[rays], scene.ground_material)
+            uv, material = ray_points[:, :2], torch.full_like(ray_index, scene.ground_material)
         else:
             params, primitive_materials = scene.primitives[k]
-            normal, uv = _SURFACE[k](params, hit_index[rays], points[rays])
-            material = primitive_materials[hit_index[rays]]
-        normals[rays], uvs[rays], materials[rays] = normal, uv, material
-    hit_dirs = directions[hit]
+            normal, uv = _SURFACE[k](params, ray_index, ray_points)
+            material = primitive_materials[ray_index]
+        normals.index_copy_(0, rays, normal)
+        uvs.index_copy_(0, rays, uv)
+        materials.index_copy_(0, rays, material)
     cosine = (normals * hit_dirs).sum(dim=1) / hit_dirs.norm(dim=1)
     facing = torch.where(cosine[:, None] > 0, -normals, normals)
     lambert = scene.ambient + scene.diffuse * (facing @ scene.light).clamp_min(0)
-    footprint = t[hit] / focal / cosine.abs().clamp_min(0.2)  # metres of surface per pixel
-    colour[hit] = surface_albedo(scene.materials, scene.table, materials, uvs, footprint) * lambert[:, None]
+    footprint = (t if all_hit else t[hit]) / focal / cosine.abs().clamp_min(0.2)  # metres of surface per pixel
+    shaded = surface_albedo(scene.materials, scene.table, materials, uvs, footprint) * lambert[:, None]
+    if all_hit:
+        return shaded
+    colour[hit] = shaded
     colour[~hit] = sky_colour(scene.sky, scene.table, directions[~hit])
     return colour
 

@@ -80,9 +80,21 @@ def sample_materials(rng: np.random.Generator, count: int) -> MaterialTable:
     return MaterialTable(*arrays)
 
 
+_STRIDE = (1 << TABLE_BITS) + 1  # row length of the padded table
+
+
+def lattice_table(values: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """A (T, T) table as a flat tensor of the table padded to (T + 1, T + 1) by wrapping around.
+
+    The padding lets a lattice cell's four corners sit at base, base + 1, base + T + 1, base + T + 2.
+    """
+    padded = np.pad(values, ((0, 1), (0, 1)), mode="wrap")
+    return torch.as_tensor(padded, dtype=torch.float32, device=device).reshape(-1)
+
+
 def _lookup(table: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
-    """Table values at integer lattice points, wrapping around; table is flattened (T * T,)."""
-    return table[((iy & _TABLE_MASK) << TABLE_BITS) | (ix & _TABLE_MASK)]
+    """Table values at integer lattice points, wrapping around; table from `lattice_table`."""
+    return table[(iy & _TABLE_MASK) * _STRIDE + (ix & _TABLE_MASK)]
 
 
 def value_noise(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -90,9 +102,9 @@ def value_noise(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
     sx, sy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
-    ix, iy = x0.long(), y0.long()
-    top = torch.lerp(_lookup(table, ix, iy), _lookup(table, ix + 1, iy), sx)
-    bottom = torch.lerp(_lookup(table, ix, iy + 1), _lookup(table, ix + 1, iy + 1), sx)
+    base = (y0.long() & _TABLE_MASK) * _STRIDE + (x0.long() & _TABLE_MASK)
+    top = torch.lerp(table[base], table[base + 1], sx)
+    bottom = torch.lerp(table[base + _STRIDE], table[base + _STRIDE + 1], sx)
     return torch.lerp(top, bottom, sy)
 
 

@@ -1,0 +1,90 @@
+"""Rendering speed of the synthetic scene generator (`fast3r.data.synthetic.render_scene`).
+
+    python benchmarks/bench_synthetic.py --device cpu --sizes 224x224 288x384 384x512 --out synthetic_cpu.json
+    python benchmarks/bench_synthetic.py --device cuda --views 24 --out synthetic_cuda.json
+
+Each row renders whole scenes (layout, cameras, ray casting, shading, copy back to numpy) of --views
+views at one size (H x W), both scene kinds in turn, a different seed per repeat, after one warm-up scene.
+Prints a Markdown table of views per second; --out writes the numbers as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from fast3r.data.synthetic import SceneConfig, render_scene
+from fast3r.io.atomic import write_text_atomic
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW, e.g. 224x224") from None
+    return height, width
+
+
+def time_scenes(kind: str, height: int, width: int, args: argparse.Namespace) -> list[float]:
+    """Seconds per scene over --repeats scenes, after one warm-up scene."""
+    config = SceneConfig(kind=kind)
+    trajectories = ("orbit", "walk", "random")
+    render_scene(0, args.views, height, width, "orbit", args.device, config)
+    seconds = []
+    for repeat in range(args.repeats):
+        start = time.perf_counter()
+        render_scene(1 + repeat, args.views, height, width, trajectories[repeat % 3], args.device, config)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="torch device to render on (cpu, cuda)")
+    parser.add_argument("--sizes", type=parse_size, nargs="+", default=[(224, 224), (288, 384), (384, 512)], help="HxW")
+    parser.add_argument("--views", type=int, default=8, help="views per scene")
+    parser.add_argument("--repeats", type=int, default=3, help="timed scenes per row")
+    parser.add_argument("--kinds", nargs="+", choices=["room", "orbit"], default=["room", "orbit"])
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    rows = []
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.views} views per scene\n")
+    print("| kind | size (HxW) | s / scene (median) | views / s | Mpixel / s |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for height, width in args.sizes:
+        for kind in args.kinds:
+            seconds = statistics.median(time_scenes(kind, height, width, args))
+            row = {
+                "kind": kind,
+                "height": height,
+                "width": width,
+                "views": args.views,
+                "seconds_per_scene": seconds,
+                "views_per_second": args.views / seconds,
+                "megapixels_per_second": args.views * height * width / seconds / 1e6,
+            }
+            rows.append(row)
+            print(f"| {kind} | {height}x{width} | {seconds:.3f} | {row['views_per_second']:.1f} | {row['megapixels_per_second']:.2f} |")
+    if args.out:
+        device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
+        result = {
+            "device": args.device,
+            "device_name": device_name,
+            "torch": torch.__version__,
+            "cpu_threads": torch.get_num_threads(),
+            "repeats": args.repeats,
+            "rows": rows,
+        }
+        write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
