@@ -43,8 +43,15 @@ def write_model(
     points: np.ndarray,
     distortion: list[float] | None = None,
 ) -> None:
-    """cameras / images / points3D in COLMAP's .bin or .txt layout, one camera per view."""
+    """cameras / images / points3D in COLMAP's .bin or .txt layout, one camera per view.
+
+    Every point is observed by the first image only (its 2D point i is 3D point 100 + i), so the model
+    is consistent enough for COLMAP itself to load.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    w2c = np.linalg.inv(views[0].c2w)
+    in_first = points @ w2c[:3, :3].T + w2c[:3, 3]
+    observed = in_first[:, :2] / in_first[:, 2:] * np.diag(views[0].K)[:2] + views[0].K[:2, 2] + 0.5  # COLMAP pixels
     distortion = distortion or [0.0, 0.0, 0.0, 0.0]
     cameras = [(i + 1, model, view.width, view.height, colmap_params(model, view.K, distortion)) for i, (view, model) in enumerate(zip(views, models))]
     images = [(10 + i, *world_to_camera_quaternion(view.c2w), i + 1, view.name) for i, view in enumerate(views)]
@@ -57,11 +64,13 @@ def write_model(
         data = struct.pack("<Q", len(images))
         for image_id, qvec, tvec, camera_id, name in images:
             data += struct.pack("<i4d3di", image_id, *qvec, *tvec, camera_id) + name.encode() + b"\0"
-            data += struct.pack("<Q", 2) + struct.pack("<ddqddq", 1.5, 2.5, -1, 3.0, 4.0, 7)
+            points2d = observed if image_id == images[0][0] else np.zeros((0, 2))
+            data += struct.pack("<Q", len(points2d))
+            data += b"".join(struct.pack("<ddq", x, y, 100 + i) for i, (x, y) in enumerate(points2d))
         (folder / "images.bin").write_bytes(data)
         data = struct.pack("<Q", len(points))
         for i, point in enumerate(points):
-            data += struct.pack("<Q3d3BdQ", 100 + i, *point, *rgb[i], 0.25 * i, 2) + struct.pack("<4i", 10, 0, 11, 1)
+            data += struct.pack("<Q3d3BdQ", 100 + i, *point, *rgb[i], 0.25 * i, 1) + struct.pack("<2i", images[0][0], i)
         (folder / "points3D.bin").write_bytes(data)
     else:
         lines = ["# Camera list with one line of data per camera:"]
@@ -70,10 +79,11 @@ def write_model(
         lines = ["# Image list with two lines of data per image:", "#   POINTS2D[] as (X, Y, POINT3D_ID)"]
         for index, (image_id, qvec, tvec, camera_id, name) in enumerate(images):
             pose = " ".join(repr(float(x)) for x in (*qvec, *tvec))
-            lines += [f"{image_id} {pose} {camera_id} {name}", "" if index == 0 else "1.5 2.5 -1 3.0 4.0 7"]
+            points2d = " ".join(f"{x!r} {y!r} {100 + i}" for i, (x, y) in enumerate(observed.tolist())) if index == 0 else ""
+            lines += [f"{image_id} {pose} {camera_id} {name}", points2d]
         (folder / "images.txt").write_text("\n".join(lines) + "\n")
         lines = ["# 3D point list"]
-        lines += [f"{100 + i} " + " ".join(repr(float(c)) for c in point) + f" {rgb[i, 0]} {rgb[i, 1]} {rgb[i, 2]} {0.25 * i!r} 10 0 11 1" for i, point in enumerate(points)]
+        lines += [f"{100 + i} " + " ".join(repr(float(c)) for c in point) + f" {rgb[i, 0]} {rgb[i, 1]} {rgb[i, 2]} {0.25 * i!r} {images[0][0]} {i}" for i, point in enumerate(points)]
         (folder / "points3D.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -207,3 +217,27 @@ def test_bad_inputs_get_clear_errors(tmp_path: Path, scene_views: list[View]) ->
         read_depth_map(bad_depth)
     with pytest.raises(FileNotFoundError, match="no COLMAP model"):
         load_colmap_views(tmp_path / "images")
+
+
+@pytest.mark.parametrize("fmt", ["bin", "txt"])
+def test_agrees_with_colmap_itself(tmp_path: Path, scene_views: list[View], fmt: str) -> None:
+    """pycolmap (COLMAP's own code; optional) loads these fixtures, and models it writes read the same here."""
+    pycolmap = pytest.importorskip("pycolmap")
+    points = write_reconstruction(tmp_path, scene_views, fmt, ["PINHOLE", "SIMPLE_PINHOLE", "OPENCV"])
+    reconstruction = pycolmap.Reconstruction(str(tmp_path / "sparse" / "0"))
+    assert reconstruction.num_points3D() == len(points)
+    written = tmp_path / "by_colmap"
+    written.mkdir()
+    (reconstruction.write_binary if fmt == "bin" else reconstruction.write_text)(str(written))
+    ours, theirs = read_model(tmp_path / "sparse" / "0"), read_model(written)
+    for image_id, image in ours.images.items():
+        assert theirs.images[image_id].name == image.name
+        np.testing.assert_allclose(theirs.images[image_id].camera_to_world(), image.camera_to_world(), atol=1e-12)
+        cam_from_world = np.vstack([reconstruction.images[image_id].cam_from_world().matrix(), [0, 0, 0, 1]])
+        np.testing.assert_allclose(np.linalg.inv(cam_from_world), image.camera_to_world(), atol=1e-12)
+    for camera_id, camera in ours.cameras.items():
+        assert (theirs.cameras[camera_id].model, theirs.cameras[camera_id].width) == (camera.model, camera.width)
+        np.testing.assert_array_equal(theirs.cameras[camera_id].params, camera.params)
+    order = np.argsort(theirs.points.ids)
+    np.testing.assert_array_equal(theirs.points.xyz[order], ours.points.xyz)
+    np.testing.assert_array_equal(theirs.points.rgb[order], ours.points.rgb)
