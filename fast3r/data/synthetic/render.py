@@ -81,7 +81,6 @@ def _shade(
 
     `focal` (pixels) sets each hit's pixel footprint, which fades texture detail finer than a pixel.
     """
-    colour = torch.empty_like(directions)
     hit = kind >= 0
     all_hit = bool(hit.all())  # closed rooms: skip the masking
     hit_dirs = directions if all_hit else directions[hit]
@@ -115,6 +114,7 @@ def _shade(
     shaded = surface_albedo(scene.materials, scene.table, materials, uvs, footprint) * lambert[:, None]
     if all_hit:
         return shaded
+    colour = torch.empty_like(directions)
     colour[hit] = shaded
     colour[~hit] = sky_colour(scene.sky, scene.table, directions[~hit])
     return colour
