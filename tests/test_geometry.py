@@ -1,7 +1,6 @@
 """Cameras from pointmaps: pointmaps built from known cameras must give those cameras back."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from fast3r.geometry import (
     umeyama,
     umeyama_batched,
 )
+from fast3r.geometry.groundtruth import centred_crop, rgbd_folder_pointmaps, stereo_pair_pointmaps
 from fast3r.geometry.masks import masked_percentile
 
 MAX_ROTATION_DEG = 0.5
@@ -370,58 +370,29 @@ def test_bad_input_raises_clear_errors(kwargs, message):
 # ---------------------------------------------------------------- real data
 
 
+def test_centred_crop_matches_the_data_readme():
+    K = np.array([[518.0, 0.0, 325.5], [0.0, 519.0, 253.5], [0.0, 0.0, 1.0]])
+    assert centred_crop(K, 480, 640) == (slice(27, 480), slice(11, 640))
+
+
 def test_rgbd_dining_cameras_recovered(shared_data: Path):
     """Kinect frames: global pointmaps from depth and the dataset's poses, moved into view 0's frame."""
-    folder = shared_data / "rgbd_dining"
-    frames = json.loads((folder / "cameras_opencv.json").read_text())["frames"]
-    rows, cols = slice(27, 480), slice(11, 640)  # principal point (325.5, 253.5) -> image centre
-    depths, intrinsics = [], []
-    for frame in frames:
-        raw = cv2.imread(str(folder / frame["depth"]), cv2.IMREAD_UNCHANGED)[rows, cols]
-        K = np.asarray(frame["K"], dtype=np.float64)
-        K[0, 2] -= cols.start
-        K[1, 2] -= rows.start
-        depths.append(raw / frame["depth_scale"])  # 0: no depth -> NaN points
-        intrinsics.append(K)
-    truth = pointmaps_from_depth(depths, intrinsics, [frame["c2w"] for frame in frames])
-    local_points, global_points, c2w = truth.local, truth.global_, truth.c2w
-    confidence = np.random.default_rng(0).random(global_points.shape[:3]).astype(np.float32)
-    fx, fy = frames[0]["K"][0][0], frames[0]["K"][1][1]
+    truth = rgbd_folder_pointmaps(shared_data / "rgbd_dining")
+    assert truth.global_.shape[1:3] == (453, 629)
+    confidence = np.random.default_rng(0).random(truth.global_.shape[:3]).astype(np.float32)
     for method in ("align", "pnp"):
-        cameras = cameras_from_pointmaps(global_points, confidence, local_pointmaps=local_points, method=method)
-        assert_cameras_match(cameras, c2w, (fx + fy) / 2.0)
+        cameras = cameras_from_pointmaps(truth.global_, confidence, local_pointmaps=truth.local, method=method)
+        assert_cameras_match(cameras, truth.c2w, (truth.K[:, 0, 0] + truth.K[:, 1, 1]) / 2.0)
 
 
 def test_motorcycle_stereo_pair_recovered():
-    """Middlebury Motorcycle: left depth from disparity; the right view's depth by splatting it there."""
+    """Middlebury Motorcycle: left depth from disparity, the right view's splatted; two crop widths."""
     skimage_data = pytest.importorskip("skimage.data")
     _, _, disparity = skimage_data.stereo_motorcycle()
-    focal, baseline, doffs = 994.978, 0.193, 31.086  # skimage's calibration of the 741x500 images
-    cx_left, cy = 311.193, 254.877
-    cx_right = cx_left + doffs  # doffs is the difference of the two principal points
-    height, width = disparity.shape
-    valid = np.isfinite(disparity)
-    shift = np.where(valid, disparity, 0.0)
-    depth_left = np.where(valid, focal * baseline / (shift + doffs), 0.0)
-    v, u = np.mgrid[0:height, 0:width]
-    u_right = np.round(u - shift).astype(int)
-    inside = valid & (u_right >= 0) & (u_right < width)
-    depth_right = np.full((height, width), np.inf)  # nearest surface wins; inf: nothing lands there
-    np.minimum.at(depth_right, (v[inside], u_right[inside]), depth_left[inside])
-    # centred crops: principal points (311.19, 244.88) and (311.28, 244.88) against centres (311, 245)
-    rows, left_cols, right_cols = slice(10, 500), slice(0, 622), slice(31, 653)
-
-    def cropped_K(cx: float, cols: slice) -> np.ndarray:
-        return np.array([[focal, 0.0, cx - cols.start], [0.0, focal, cy - rows.start], [0.0, 0.0, 1.0]])
-
-    right_c2w = np.eye(4)
-    right_c2w[0, 3] = baseline  # the right camera sits at +baseline along x
-    truth = pointmaps_from_depth(
-        [depth_left[rows, left_cols], depth_right[rows, right_cols]],
-        [cropped_K(cx_left, left_cols), cropped_K(cx_right, right_cols)],
-        [np.eye(4), right_c2w],
-    )
-    confidence = np.ones(truth.global_.shape[:3], np.float32)
+    # skimage's calibration of its 741x500 images
+    truth = stereo_pair_pointmaps(disparity, 994.978, 0.193, 31.086, (311.193, 254.877))
+    assert [points.shape for points in truth.global_] == [(490, 622, 3), (490, 685, 3)]
+    confidence = [np.ones(points.shape[:2], np.float32) for points in truth.global_]
     for method in ("align", "pnp"):
         cameras = cameras_from_pointmaps(truth.global_, confidence, local_pointmaps=truth.local, method=method)
-        assert_cameras_match(cameras, truth.c2w, focal)
+        assert_cameras_match(cameras, truth.c2w, 994.978)

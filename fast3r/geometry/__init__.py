@@ -2,7 +2,7 @@
 from fast3r.geometry.align import AlignResult, align_local_to_global
 from fast3r.geometry.cameras import Cameras, cameras_from_pointmaps, depth_from_local
 from fast3r.geometry.focal import estimate_focal, estimate_focal_batched
-from fast3r.geometry.pointmaps import PointmapsFromDepth, pointmaps_from_depth, unproject_depth
+from fast3r.geometry.groundtruth import PointmapsFromDepth, pointmaps_from_depth, unproject_depth
 from fast3r.geometry.pnp import PnPConfig, PnPResult, intrinsics, pose_and_focal_from_pnp_sweep, pose_from_pnp
 from fast3r.geometry.umeyama import umeyama, umeyama_batched
 

@@ -58,7 +58,9 @@ def align_local_to_global(
             f"and {tuple(global_points.shape)}"
         )
     if confidence.shape != local_points.shape[:3]:
-        raise ValueError(f"confidence must be (B, H, W) = {tuple(local_points.shape[:3])}, got {tuple(confidence.shape)}")
+        raise ValueError(
+            f"confidence must be (B, H, W) = {tuple(local_points.shape[:3])}, got {tuple(confidence.shape)}"
+        )
     batch = local_points.shape[0]
     mask = alignment_mask(local_points, global_points, confidence, conf_percentile)  # (B, H, W)
     scale, rotation, translation = umeyama_batched(

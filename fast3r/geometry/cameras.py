@@ -99,68 +99,63 @@ def _check_shapes(points: torch.Tensor, conf: torch.Tensor | None, what: str, co
         raise ValueError(f"{conf_name} must be (N, H, W) = {tuple(points.shape[:3])}, got {tuple(conf.shape)}")
 
 
-def _as_stacked(values: PointmapInput | None, count: int | None, name: str, per_view_ndim: int) -> list[torch.Tensor] | torch.Tensor | None:
-    """A list input becomes a list of per-view tensors (checked); an array becomes one tensor."""
+def _view_list(values: Sequence[ArrayLike] | None, count: int, name: str, shapes: list[tuple[int, ...]]):
+    """Per-view tensors of a list input, each checked against its expected shape; None stays None."""
     if values is None:
         return None
-    if isinstance(values, (list, tuple)):
-        if count is not None and len(values) != count:
-            raise ValueError(f"{name} lists {len(values)} views, expected {count}")
-        views = [_as_tensor(view, f"{name}[{index}]") for index, view in enumerate(values)]
-        for index, view in enumerate(views):
-            if view.ndim != per_view_ndim or (per_view_ndim == 3 and view.shape[-1] != 3):
-                wanted = "(H, W, 3)" if per_view_ndim == 3 else "(H, W)"
-                raise ValueError(f"{name}[{index}] must be {wanted}, got shape {tuple(view.shape)}")
-        return views
-    return _as_tensor(values, name)
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"{name} must be a list like pointmaps when pointmaps is a list")
+    if len(values) != count:
+        raise ValueError(f"{name} lists {len(values)} views, expected {count}")
+    views = [_as_tensor(view, f"{name}[{index}]") for index, view in enumerate(values)]
+    for index, (view, shape) in enumerate(zip(views, shapes)):
+        if tuple(view.shape) != shape:
+            raise ValueError(f"{name}[{index}] must be {shape}, got shape {tuple(view.shape)}")
+    return views
 
 
-def _group_views(
-    pointmaps: PointmapInput,
-    confidence: PointmapInput | None,
-    local_pointmaps: PointmapInput | None,
-    local_confidence: PointmapInput | None,
-) -> tuple[list[_ViewGroup], int, bool]:
-    """Check the inputs and gather views of equal size. Returns groups, view count, whether input was a list."""
-    if isinstance(pointmaps, (list, tuple)):
-        if len(pointmaps) == 0:
-            raise ValueError("pointmaps holds no views")
-        global_views = _as_stacked(pointmaps, None, "pointmaps", 3)
-        count = len(global_views)
-        conf_views = _as_stacked(confidence, count, "confidence", 2)
-        local_views = _as_stacked(local_pointmaps, count, "local_pointmaps", 3)
-        local_conf_views = _as_stacked(local_confidence, count, "local_confidence", 2)
-        for name, views in (("confidence", conf_views), ("local_pointmaps", local_views), ("local_confidence", local_conf_views)):
-            if views is not None and not isinstance(views, list):
-                raise ValueError(f"{name} must be a list like pointmaps when pointmaps is a list")
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for index, view in enumerate(global_views):
-            size = (int(view.shape[0]), int(view.shape[1]))
-            for name, views in (("confidence", conf_views), ("local_confidence", local_conf_views)):
-                if views is not None and tuple(views[index].shape) != size:
-                    raise ValueError(f"{name}[{index}] must be {size}, got {tuple(views[index].shape)}")
-            if local_views is not None and tuple(local_views[index].shape) != (*size, 3):
-                raise ValueError(f"local_pointmaps[{index}] must be {(*size, 3)}, got {tuple(local_views[index].shape)}")
-            by_size.setdefault(size, []).append(index)
+def _group_list(
+    pointmaps: Sequence[ArrayLike],
+    confidence: Sequence[ArrayLike] | None,
+    local_pointmaps: Sequence[ArrayLike] | None,
+    local_confidence: Sequence[ArrayLike] | None,
+) -> list[_ViewGroup]:
+    """Views given one by one (sizes may differ), gathered into groups of one size."""
+    if len(pointmaps) == 0:
+        raise ValueError("pointmaps holds no views")
+    global_views = [_as_tensor(view, f"pointmaps[{index}]") for index, view in enumerate(pointmaps)]
+    for index, view in enumerate(global_views):
+        if view.ndim != 3 or view.shape[-1] != 3:
+            raise ValueError(f"pointmaps[{index}] must be (H, W, 3), got shape {tuple(view.shape)}")
+    count = len(global_views)
+    sizes = [tuple(view.shape[:2]) for view in global_views]
+    conf_views = _view_list(confidence, count, "confidence", sizes)
+    local_views = _view_list(local_pointmaps, count, "local_pointmaps", [(*size, 3) for size in sizes])
+    local_conf_views = _view_list(local_confidence, count, "local_confidence", sizes)
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for index, size in enumerate(sizes):
+        by_size.setdefault(size, []).append(index)
 
-        def stack(views: list[torch.Tensor] | None, indices: list[int]) -> torch.Tensor | None:
-            return None if views is None else torch.stack([views[index] for index in indices])
+    def stack(views: list[torch.Tensor] | None, indices: list[int]) -> torch.Tensor | None:
+        return None if views is None else torch.stack([views[index] for index in indices])
 
-        groups = []
-        for indices in by_size.values():
-            global_points = stack(global_views, indices)
-            conf = stack(conf_views, indices)
-            groups.append(
-                _ViewGroup(
-                    indices,
-                    global_points,
-                    conf if conf is not None else torch.ones(global_points.shape[:3], device=global_points.device),
-                    stack(local_views, indices),
-                    stack(local_conf_views, indices),
-                )
-            )
-        return groups, count, True
+    groups = []
+    for indices in by_size.values():
+        global_points = stack(global_views, indices)
+        conf = stack(conf_views, indices)
+        if conf is None:
+            conf = torch.ones(global_points.shape[:3], device=global_points.device)
+        groups.append(
+            _ViewGroup(indices, global_points, conf, stack(local_views, indices), stack(local_conf_views, indices))
+        )
+    return groups
 
+
+def _group_stacked(
+    pointmaps: ArrayLike, confidence: ArrayLike | None, local_pointmaps: ArrayLike | None,
+    local_confidence: ArrayLike | None,
+) -> list[_ViewGroup]:
+    """Views given as (N, H, W, ...) arrays: one group."""
     global_points = _as_tensor(pointmaps, "pointmaps")
     conf = None if confidence is None else _as_tensor(confidence, "confidence")
     _check_shapes(global_points, conf, "pointmaps", "confidence")
@@ -172,22 +167,19 @@ def _group_views(
             raise ValueError(
                 f"local_pointmaps {tuple(local_points.shape)} must match pointmaps {tuple(global_points.shape)}"
             )
-    elif local_conf is not None:
-        raise ValueError("local_confidence given without local_pointmaps")
     if conf is None:
         conf = torch.ones(global_points.shape[:3], device=global_points.device)
-    count = int(global_points.shape[0])
-    return [_ViewGroup(list(range(count)), global_points, conf, local_points, local_conf)], count, False
+    indices = list(range(int(global_points.shape[0])))
+    return [_ViewGroup(indices, global_points, conf, local_points, local_conf)]
 
 
-def _focal_per_view(groups: list[_ViewGroup], count: int, from_local: bool, percentile: float, progress: bool) -> np.ndarray:
-    """(N,) Weiszfeld focal of every view, from its local pointmap (or its global one when not from_local)."""
+def _focal_per_view(groups: list[_ViewGroup], count: int, percentile: float, progress: bool) -> np.ndarray:
+    """(N,) Weiszfeld focal of every view from its local pointmap, with the local confidence (else global)."""
     focals = np.full(count, np.nan)
     work = [(group, part) for group in groups for part in group.chunks()]
     for group, part in tqdm(work, desc="focal", disable=not progress or len(work) < 2, leave=False):
-        points = group.local_points if from_local else group.global_points
-        conf = group.local_confidence if (from_local and group.local_confidence is not None) else group.confidence
-        estimate = estimate_focal_batched(points[part], conf[part], min_conf_percentile=percentile)
+        conf = group.local_confidence if group.local_confidence is not None else group.confidence
+        estimate = estimate_focal_batched(group.local_points[part], conf[part], min_conf_percentile=percentile)
         focals[np.asarray(group.indices[part])] = estimate.cpu().numpy()
     return focals
 
@@ -245,7 +237,8 @@ def _pnp_poses(
         return pose_from_pnp(pointmap, float(found_focals[index]), config)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(tqdm(pool.map(solve, range(count)), total=count, desc="PnP", disable=not progress or count < 2, leave=False))
+        solved = pool.map(solve, range(count))
+        results = list(tqdm(solved, total=count, desc="PnP", disable=not progress or count < 2, leave=False))
     return results, found_focals
 
 
@@ -286,12 +279,17 @@ def cameras_from_pointmaps(
       local pointmaps -> Weiszfeld per view on its local pointmap (points with local confidence, or global
       when absent, at or above `focal_conf_percentile`); `shared_focal` takes their median. Else ->
       Weiszfeld on view 0's global pointmap (its own camera frame), shared by all views, as the release.
-    workers: PnP threads (default: CPU count). progress: tqdm bars for long loops.
+    workers: PnP threads (default: CPU count, at most 32). progress: tqdm bars for long loops.
     Raises ValueError on bad shapes, an unknown method, "align" without local pointmaps, or bad focals.
     """
     if method not in ("auto", "align", "pnp"):
         raise ValueError(f"method must be 'auto', 'align' or 'pnp', got {method!r}")
-    groups, count, as_list = _group_views(pointmaps, confidence, local_pointmaps, local_confidence)
+    if local_pointmaps is None and local_confidence is not None:
+        raise ValueError("local_confidence given without local_pointmaps")
+    as_list = isinstance(pointmaps, (list, tuple))
+    group_views = _group_list if as_list else _group_stacked
+    groups = group_views(pointmaps, confidence, local_pointmaps, local_confidence)
+    count = sum(len(group.indices) for group in groups)
     has_local = groups[0].local_points is not None
     if method == "auto":
         method = "align" if has_local else "pnp"
@@ -303,7 +301,7 @@ def cameras_from_pointmaps(
     elif method == "pnp" and focal_sweep:
         focals, focal_source = None, "pnp-sweep"
     elif has_local:
-        focals = _fill_missing_focals(_focal_per_view(groups, count, True, focal_conf_percentile, progress))
+        focals = _fill_missing_focals(_focal_per_view(groups, count, focal_conf_percentile, progress))
         focal_source = "local"
         if shared_focal:
             focals, focal_source = np.full(count, float(np.median(focals))), "local-median"
@@ -341,7 +339,7 @@ def cameras_from_pointmaps(
             aligned_points = _restore_kind(aligned_chunks, count, pointmaps, as_list)
     else:
         results, focals = _pnp_poses(
-            groups, count, focals, shared_focal, pnp, workers or os.cpu_count() or 1, progress
+            groups, count, focals, shared_focal, pnp, workers or min(32, os.cpu_count() or 1), progress
         )
         for index, result in enumerate(results):
             c2w[index], num_points[index], success[index] = result.c2w, result.inliers, result.success
@@ -349,7 +347,7 @@ def cameras_from_pointmaps(
     sizes = np.zeros((count, 2), dtype=np.int64)
     for group in groups:
         sizes[group.indices] = group.size
-    K = np.stack([intrinsics(float(focals[index]), int(sizes[index, 0]), int(sizes[index, 1])) for index in range(count)])
+    K = np.stack([intrinsics(float(focal), int(height), int(width)) for focal, (height, width) in zip(focals, sizes)])
     return Cameras(
         c2w=c2w,
         K=K,
