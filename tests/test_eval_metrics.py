@@ -7,6 +7,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 from scipy.stats import chi
 
+from fast3r.eval import neighbors
 from fast3r.eval.neighbors import NearestNeighbors, estimate_normals, nearest_neighbor
 from fast3r.eval.pose import (
     AUC_vggt_30bin,
@@ -191,7 +192,9 @@ def test_templering_ground_truth_scores_perfectly_and_rotation_shows_up(shared_d
 # Nearest neighbours and normals
 
 
-def test_nearest_neighbours_are_exact_against_ckdtree_even_far_from_the_origin():
+@pytest.mark.parametrize("chunk_points", [65_536, 700])  # one search, or many in parallel threads
+def test_nearest_neighbours_are_exact_against_ckdtree_even_far_from_the_origin(monkeypatch, chunk_points):
+    monkeypatch.setattr(neighbors, "CHUNK_POINTS", chunk_points)
     rng = np.random.default_rng(0)
     reference = rng.uniform(0, 1, size=(5000, 3)) + 1000.0  # float32 alone would lose ~1e-4
     query = rng.uniform(0, 1, size=(3000, 3)) + 1000.0
@@ -205,12 +208,15 @@ def test_nearest_neighbours_are_exact_against_ckdtree_even_far_from_the_origin()
         nearest_neighbor(np.array([[np.nan, 0, 0]]), reference)
 
 
-def test_pca_normals_of_a_sphere_are_radial():
+def test_pca_normals_of_a_sphere_are_radial_and_independent_of_chunking(monkeypatch):
     rng = np.random.default_rng(1)
     directions = rng.normal(size=(4000, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     normals = estimate_normals(2.0 * directions)
     assert np.median(np.abs(np.sum(normals * directions, axis=1))) > 0.99
+    monkeypatch.setattr(neighbors, "CHUNK_POINTS", 300)
+    chunked = estimate_normals(2.0 * directions)
+    np.testing.assert_allclose(np.abs(np.sum(chunked * normals, axis=1)), 1.0, atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------
