@@ -201,12 +201,15 @@ def _checked_focals(focal: float | Sequence[float] | ArrayLike, count: int) -> n
     return values
 
 
-def _fill_missing_focals(focals: np.ndarray) -> np.ndarray:
-    missing = ~np.isfinite(focals)
+def _fill_missing_focals(focals: np.ndarray, image_sizes: np.ndarray) -> np.ndarray:
+    """Replace focals that could not be estimated (no usable points, or a non-positive fit): by the
+    median of the others, or, when none could, by max(H, W) (a 53-degree field of view)."""
+    missing = ~np.isfinite(focals) | (focals <= 0)
     if missing.all():
-        raise ValueError("no view has finite points in front of its camera: cannot estimate a focal length")
+        warnings.warn("no view gave a usable focal length; assuming focal = max(H, W) pixels")
+        return image_sizes.max(axis=1).astype(np.float64)
     if missing.any():
-        warnings.warn(f"views {np.flatnonzero(missing).tolist()} have no usable points; using the median focal")
+        warnings.warn(f"views {np.flatnonzero(missing).tolist()} gave no usable focal length; using the median focal")
         focals = np.where(missing, np.median(focals[~missing]), focals)
     return focals
 
@@ -295,21 +298,23 @@ def cameras_from_pointmaps(
         method = "align" if has_local else "pnp"
     if method == "align" and not has_local:
         raise ValueError("method 'align' needs local_pointmaps (the local head's output)")
+    sizes = np.zeros((count, 2), dtype=np.int64)
+    for group in groups:
+        sizes[group.indices] = group.size
 
     if focal is not None:
         focals, focal_source = _checked_focals(focal, count), "given"
     elif method == "pnp" and focal_sweep:
         focals, focal_source = None, "pnp-sweep"
     elif has_local:
-        focals = _fill_missing_focals(_focal_per_view(groups, count, focal_conf_percentile, progress))
+        focals = _fill_missing_focals(_focal_per_view(groups, count, focal_conf_percentile, progress), sizes)
         focal_source = "local"
         if shared_focal:
             focals, focal_source = np.full(count, float(np.median(focals))), "local-median"
     else:
         view0_focal = _view0_global_focal(groups, focal_conf_percentile)
-        if not np.isfinite(view0_focal):
-            raise ValueError("view 0's global pointmap has no finite point in front of the camera: no focal")
-        focals, focal_source = np.full(count, view0_focal), "global-view0"
+        focals = _fill_missing_focals(np.array([view0_focal]), sizes[:1]).repeat(count)
+        focal_source = "global-view0"
 
     c2w = np.tile(np.eye(4), (count, 1, 1))
     num_points = np.zeros(count, dtype=np.int64)
@@ -344,9 +349,6 @@ def cameras_from_pointmaps(
         for index, result in enumerate(results):
             c2w[index], num_points[index], success[index] = result.c2w, result.inliers, result.success
 
-    sizes = np.zeros((count, 2), dtype=np.int64)
-    for group in groups:
-        sizes[group.indices] = group.size
     K = np.stack([intrinsics(float(focal), int(height), int(width)) for focal, (height, width) in zip(focals, sizes)])
     return Cameras(
         c2w=c2w,

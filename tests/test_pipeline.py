@@ -1,0 +1,131 @@
+"""The reconstruct pipeline end to end on CPU with a tiny random model and real-looking photos."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fast3r.model import Fast3R, Fast3RConfig
+from fast3r.pipeline import EXPORTS, ReconstructError, reconstruct
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("weights")
+    Fast3R(Fast3RConfig.tiny()).save_pretrained(directory)
+    return directory
+
+
+def textured(width, height, seed):
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((width, height), Image.BICUBIC)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Three photos: landscape, portrait, and a landscape JPEG stored sideways with EXIF rotation 6."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    textured(320, 240, 0).save(folder / "a.png")
+    textured(240, 320, 1).save(folder / "b.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    textured(240, 320, 2).save(folder / "c.jpg", exif=exif, quality=95)  # stored 240x320, shown 320x240
+    return folder
+
+
+def test_reconstruct_writes_every_export_readable_by_its_tools(weights, photos, tmp_path):
+    out = tmp_path / "out"
+    result = reconstruct(photos, out, weights=weights, size=128, progress=False)
+    assert [img.name for img in result.images] == ["a.png", "b.jpg", "c.jpg"]
+    assert [img.rgb.shape[:2] for img in result.images] == [(96, 128), (128, 96), (96, 128)]
+    assert {p.name for p in result.files} == {
+        "points.ply", "scene.glb", "sparse", "transforms.json", "cameras.json", "depth", "predictions.npz",
+        "preview.png", "images",
+    }
+    assert set(result.timings) >= {"load model", "load images", "model", "cameras", "export"}
+
+    import pycolmap
+    import trimesh
+
+    cloud = trimesh.load(out / "points.ply")
+    points, colors = result.point_cloud()
+    assert len(cloud.vertices) == len(points) > 0
+    np.testing.assert_allclose(cloud.vertices, points, rtol=1e-6)
+    assert len(trimesh.load(out / "scene.glb").geometry) >= 2  # points and camera frusta
+
+    model = pycolmap.Reconstruction(str(out / "sparse" / "0"))
+    images = {img.name: img for img in model.images.values()}
+    assert set(images) == {"a.png", "b.jpg", "c.jpg"}
+    for frame in result.frames():
+        camera = model.cameras[images[frame.file_name].camera_id]
+        assert (camera.width, camera.height) == (frame.width, frame.height)
+        center = images[frame.file_name].projection_center() if hasattr(images[frame.file_name], "projection_center") else None
+        if center is not None:
+            np.testing.assert_allclose(center, frame.c2w[:3, 3], atol=1e-5)
+    # original photo sizes, EXIF rotation applied
+    assert [(f.width, f.height) for f in result.frames()] == [(320, 240), (240, 320), (320, 240)]
+    assert Image.open(out / "images" / "c.jpg").size == (320, 240)
+
+    transforms = json.loads((out / "transforms.json").read_text())
+    assert len(transforms["frames"]) == 3
+    cameras = json.loads((out / "cameras.json").read_text())
+    assert len(cameras["views"] if isinstance(cameras, dict) else cameras) == 3
+    with np.load(out / "predictions.npz") as npz:
+        assert "c2w" in npz and npz["c2w"].shape == (3, 4, 4)
+        assert npz["K_original"].shape == (3, 3, 3)
+    assert len(list((out / "depth").glob("*.png"))) == 3
+    assert len(list((out / "depth").glob("*_conf.npy"))) == 3
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_intrinsics_map_back_to_the_original_photo(weights, photos):
+    result = reconstruct(photos, None, weights=weights, size=128, progress=False)
+    for image, frame, K_model in zip(result.images, result.frames(), result.cameras.K):
+        # the model-image centre is the photo centre after the release's centred crop
+        scale = frame.width / image.transform.resized_size[0]
+        assert frame.K[0, 0] == pytest.approx(K_model[0, 0] * scale, rel=1e-6)
+        assert frame.K[0, 2] == pytest.approx((frame.width - 1) / 2, abs=0.6 * scale)
+
+
+def test_existing_output_needs_overwrite(weights, photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ReconstructError, match="--overwrite"):
+        reconstruct(photos, out, weights=weights, size=128, exports=["cameras"], progress=False)
+    reconstruct(photos, out, weights=weights, size=128, exports=["cameras"], overwrite=True, progress=False)
+    assert (out / "cameras.json").is_file() and (out / "keep.txt").read_text() == "mine"
+
+
+def test_bad_files_are_named_or_skipped(weights, photos, tmp_path):
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (photos / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="broken.jpg") as info:
+        reconstruct(photos, None, weights=weights, size=128, progress=False)
+    assert "empty.png" in str(info.value)
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        result = reconstruct(photos, None, weights=weights, size=128, skip_bad=True, progress=False)
+    assert len(result.images) == 3
+
+
+def test_fewer_than_two_views_is_refused(weights, photos, tmp_path):
+    with pytest.raises(ReconstructError, match="at least two views"):
+        reconstruct([photos / "a.png"], None, weights=weights, size=128, progress=False)
+
+
+def test_max_views_keeps_an_even_spread(weights, photos):
+    for index in range(3, 7):
+        textured(320, 240, index).save(photos / f"z{index}.png")
+    with pytest.warns(UserWarning, match="keeping 3"):
+        result = reconstruct(photos, None, weights=weights, size=128, max_views=3, progress=False)
+    assert [img.name for img in result.images] == ["a.png", "z3.png", "z6.png"]
+
+
+def test_unknown_export_is_refused(weights, photos, tmp_path):
+    with pytest.raises(ReconstructError, match="unknown export"):
+        reconstruct(photos, tmp_path / "o", weights=weights, size=128, exports=["obj"], progress=False)
+    assert "obj" not in EXPORTS
