@@ -15,6 +15,7 @@ from fast3r.data.synthetic import (
     render_views,
     sample_trajectory,
 )
+from fast3r.data.synthetic import render
 from fast3r.data.synthetic.cameras import CAMERA_MARGIN
 from fast3r.data.views import View
 
@@ -138,6 +139,18 @@ def test_world_points_reproject_with_matching_depth_and_colour(kind: str) -> Non
         colour_a = a.image[a.valid][inside][seen].astype(float)
         colour_b, _ = bilinear(b.image.astype(float), uv[inside, 0][seen], uv[inside, 1][seen])
         assert np.median(np.abs(colour_a - colour_b)) < 8  # Lambertian: the same colour from both views
+
+
+def test_ray_batching_does_not_change_the_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    scene = build_scene(6, SceneConfig(kind="orbit"))
+    scene, c2w = sample_trajectory(scene, np.random.default_rng(0), 5, "random")
+    K = np.array([[30.0, 0, 16], [0, 30.0, 12], [0, 0, 1]])
+    monkeypatch.setitem(render.RAY_BLOCKS, "cpu", (100, True))  # bands of three rows of one view
+    banded_image, banded_depth = render_views(scene, K, c2w, 24, 32)
+    monkeypatch.setitem(render.RAY_BLOCKS, "cpu", (2000, True))  # two whole views per block
+    grouped_image, grouped_depth = render_views(scene, K, c2w, 24, 32)
+    np.testing.assert_allclose(grouped_depth, banded_depth, rtol=1e-6)
+    assert np.abs(grouped_image.astype(int) - banded_image).max() <= 1
 
 
 def test_look_at_axes_follow_opencv() -> None:

@@ -1,9 +1,10 @@
-"""Exact ray-primitive intersections in torch, batched over primitives and rays of one camera.
+"""Exact ray-primitive intersections in torch, batched over primitives and rays.
 
-All rays start at one `origin` (3,) and run along `directions` (R, 3) of any length; a hit lies at
-origin + t * direction. Distance functions return t of shape (P, R) for P primitives, +inf where the ray
-misses or the hit lies behind MIN_T. Surface functions take the rays that hit primitive `index` (R,) at
-`points` (R, 3) and return outward unit normals (R, 3) and surface coordinates (R, 2) in metres.
+Rays start at `origins` (R, 3), or (1, 3) when all share one camera centre (cheaper), and run along
+`directions` (R, 3) of any length; a hit lies at origin + t * direction. Distance functions return t of
+shape (P, R) for P primitives, +inf where the ray misses or the hit lies behind MIN_T. Surface functions
+take the rays that hit primitive `index` (R,) at `points` (R, 3) and return outward unit normals (R, 3)
+and surface coordinates (R, 2) in metres.
 """
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ def _rotate_z(x: torch.Tensor, y: torch.Tensor, cos: torch.Tensor, sin: torch.Te
     return cos * x + sin * y, cos * y - sin * x
 
 
-def room_exit(extent: torch.Tensor, origin: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def room_exit(extent: torch.Tensor, origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Where rays from inside the box [0, extent] leave it: t (R,) and face (R,) = 2 * axis + (1 on the far side)."""
     safe = _nonzero(directions)
-    t_low, t_high = (0.0 - origin) / safe, (extent - origin) / safe  # (R, 3)
+    t_low, t_high = (0.0 - origins) / safe, (extent - origins) / safe  # (R, 3)
     t, axis = torch.maximum(t_low, t_high).min(dim=1)
     far_side = (directions.gather(1, axis[:, None])[:, 0] > 0).long()
     return t, 2 * axis + far_side
@@ -42,25 +43,25 @@ def room_surface(extent: torch.Tensor, face: torch.Tensor, points: torch.Tensor)
     return normal, torch.stack([first, second], dim=1)
 
 
-def ground_distance(radius: float, origin: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+def ground_distance(radius: float, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """(R,) distance to the disc z = 0, |xy| <= radius, seen from above."""
-    t = -origin[2] / _nonzero(directions[:, 2])
-    xy = origin[:2] + t[:, None] * directions[:, :2]
-    hit = (t > MIN_T) & ((xy * xy).sum(dim=1) <= radius * radius) & (origin[2] > 0)
+    t = -origins[:, 2] / _nonzero(directions[:, 2])
+    xy = origins[:, :2] + t[:, None] * directions[:, :2]
+    hit = (t > MIN_T) & ((xy * xy).sum(dim=1) <= radius * radius) & (origins[:, 2] > 0)
     return torch.where(hit, t, torch.full_like(t, float("inf")))
 
 
-def box_distance(boxes: torch.Tensor, origin: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+def box_distance(boxes: torch.Tensor, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """(B, R) distance to boxes (B, 7): centre, half extents, yaw about z; slab test in each box's frame."""
     cos, sin = torch.cos(boxes[:, 6])[:, None], torch.sin(boxes[:, 6])[:, None]
-    relative = origin[None] - boxes[:, :3]  # (B, 3)
-    origin_x, origin_y = _rotate_z(relative[:, 0:1], relative[:, 1:2], cos, sin)  # (B, 1)
+    relative = origins[None] - boxes[:, None, :3]  # (B, R or 1, 3)
+    origin_x, origin_y = _rotate_z(relative[..., 0], relative[..., 1], cos, sin)  # (B, R or 1)
     dir_x, dir_y = _rotate_z(directions[None, :, 0], directions[None, :, 1], cos, sin)  # (B, R)
     t_near = t_far = None
     for local_origin, local_dir, half in (
         (origin_x, dir_x, boxes[:, 3:4]),
         (origin_y, dir_y, boxes[:, 4:5]),
-        (relative[:, 2:3], directions[None, :, 2], boxes[:, 5:6]),
+        (relative[..., 2], directions[None, :, 2], boxes[:, 5:6]),
     ):
         inverse = 1.0 / _nonzero(local_dir)
         t_a, t_b = (-half - local_origin) * inverse, (half - local_origin) * inverse
@@ -91,10 +92,11 @@ def box_surface(boxes: torch.Tensor, index: torch.Tensor, points: torch.Tensor) 
     return normal, torch.stack([first + 7.3 * face, second + 3.1 * face], dim=1)
 
 
-def cylinder_distance(cylinders: torch.Tensor, origin: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+def cylinder_distance(cylinders: torch.Tensor, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """(C, R) distance to capped vertical cylinders (C, 5): axis x, y, radius, z bottom, z top."""
     inf = torch.tensor(float("inf"), dtype=directions.dtype, device=directions.device)
-    rx, ry = (origin[0] - cylinders[:, 0])[:, None], (origin[1] - cylinders[:, 1])[:, None]  # (C, 1)
+    rx, ry = origins[None, :, 0] - cylinders[:, 0:1], origins[None, :, 1] - cylinders[:, 1:2]  # (C, R or 1)
+    origin_z = origins[None, :, 2]
     radius, z_low, z_high = cylinders[:, 2:3], cylinders[:, 3:4], cylinders[:, 4:5]
     dx, dy, dz = directions[None, :, 0], directions[None, :, 1], directions[None, :, 2]
     a = (dx * dx + dy * dy).clamp_min(1e-20)
@@ -102,12 +104,12 @@ def cylinder_distance(cylinders: torch.Tensor, origin: torch.Tensor, directions:
     c = rx * rx + ry * ry - radius * radius
     discriminant = b * b - 4 * a * c
     t_side = (-b - torch.sqrt(discriminant.clamp_min(0))) / (2 * a)
-    z_side = origin[2] + t_side * dz
+    z_side = origin_z + t_side * dz
     side_hit = (discriminant >= 0) & (t_side > MIN_T) & (z_side >= z_low) & (z_side <= z_high)
     t = torch.where(side_hit, t_side, inf)
     safe_dz = _nonzero(dz)
     for z_cap in (z_low, z_high):
-        t_cap = (z_cap - origin[2]) / safe_dz
+        t_cap = (z_cap - origin_z) / safe_dz
         cap_x, cap_y = rx + t_cap * dx, ry + t_cap * dy
         cap_hit = (t_cap > MIN_T) & (cap_x * cap_x + cap_y * cap_y <= radius * radius)
         t = torch.minimum(t, torch.where(cap_hit, t_cap, inf))
@@ -135,12 +137,15 @@ def cylinder_surface(cylinders: torch.Tensor, index: torch.Tensor, points: torch
     return normal, torch.where(on_side[:, None], uv_side, uv_cap)
 
 
-def sphere_distance(spheres: torch.Tensor, origin: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+def sphere_distance(spheres: torch.Tensor, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """(S, R) distance to spheres (S, 4): centre, radius."""
-    relative = origin[None] - spheres[:, :3]  # (S, 3)
+    relative = origins[None] - spheres[:, None, :3]  # (S, R or 1, 3)
     a = (directions * directions).sum(dim=1)[None]  # (1, R)
-    b = 2 * relative @ directions.T  # (S, R)
-    c = ((relative * relative).sum(dim=1) - spheres[:, 3] ** 2)[:, None]
+    if origins.shape[0] == 1:
+        b = 2 * relative[:, 0] @ directions.T  # (S, R)
+    else:
+        b = 2 * (relative * directions[None]).sum(dim=2)
+    c = (relative * relative).sum(dim=2) - spheres[:, 3:4] ** 2
     discriminant = b * b - 4 * a * c
     t = (-b - torch.sqrt(discriminant.clamp_min(0))) / (2 * a)
     hit = (discriminant >= 0) & (t > MIN_T)

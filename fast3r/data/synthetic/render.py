@@ -12,7 +12,10 @@ from .cameras import TRAJECTORIES, intrinsics_from_fov, sample_trajectory
 from .scene import Scene, SceneConfig, build_scene
 from .textures import lattice_table, sky_colour, surface_albedo
 
-CHUNK_RAYS = 1 << 17  # rays cast at once; bounds the (primitives x rays) temporaries
+# Per device type: (rays cast at once, which bounds the primitives x rays temporaries; whether a block
+# may hold several views). On CPU one camera centre per block is cheaper, as the intersections broadcast
+# it; a GPU wants few, large launches.
+RAY_BLOCKS = {"cpu": (1 << 17, False), "cuda": (1 << 21, True)}
 _ROOM, _GROUND, _BOX, _CYLINDER, _SPHERE = range(5)
 
 
@@ -43,7 +46,7 @@ _DISTANCE = {_BOX: intersect.box_distance, _CYLINDER: intersect.cylinder_distanc
 _SURFACE = {_BOX: intersect.box_surface, _CYLINDER: intersect.cylinder_surface, _SPHERE: intersect.sphere_surface}
 
 
-def _cast(scene: _SceneTensors, origin: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _cast(scene: _SceneTensors, origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Nearest hit of each ray: t (R,) (+inf for none), primitive kind (R,) and index (R,)."""
     num_rays = directions.shape[0]
     best_t = torch.full((num_rays,), float("inf"), dtype=directions.dtype, device=directions.device)
@@ -57,37 +60,42 @@ def _cast(scene: _SceneTensors, origin: torch.Tensor, directions: torch.Tensor) 
         best_index.copy_(torch.where(nearer, index, best_index))
 
     if scene.room is not None:
-        t, face = intersect.room_exit(scene.room, origin, directions)
+        t, face = intersect.room_exit(scene.room, origins, directions)
         keep_nearer(t, _ROOM, face)
     if scene.ground_radius > 0:
-        keep_nearer(intersect.ground_distance(scene.ground_radius, origin, directions), _GROUND, torch.zeros_like(best_index))
+        keep_nearer(intersect.ground_distance(scene.ground_radius, origins, directions), _GROUND, torch.zeros_like(best_index))
     for kind, (params, _materials) in scene.primitives.items():
         if len(params):
-            t, index = _DISTANCE[kind](params, origin, directions).min(dim=0)
+            t, index = _DISTANCE[kind](params, origins, directions).min(dim=0)
             keep_nearer(t, kind, index)
     return best_t, best_kind, best_index
 
 
 def _shade(
     scene: _SceneTensors,
-    origin: torch.Tensor,
+    origins: torch.Tensor,
     directions: torch.Tensor,
     t: torch.Tensor,
     kind: torch.Tensor,
     index: torch.Tensor,
-    focal: float,
+    pixel_angle: torch.Tensor,
 ) -> torch.Tensor:
     """(R, 3) colours in [0, 1]: Lambertian albedo under a directional light plus ambient; sky for misses.
 
-    `focal` (pixels) sets each hit's pixel footprint, which fades texture detail finer than a pixel.
+    `pixel_angle` (R,) or (1,), 1 / focal in pixels, sets each hit's pixel footprint, which fades
+    texture detail finer than a pixel.
     """
     hit = kind >= 0
     all_hit = bool(hit.all())  # closed rooms: skip the masking
-    hit_dirs = directions if all_hit else directions[hit]
-    points = origin + (t if all_hit else t[hit])[:, None] * hit_dirs
+
+    def hits(values: torch.Tensor) -> torch.Tensor:  # per-ray values at the hits; shared (1, ...) ones as they are
+        return values if all_hit or values.shape[0] == 1 else values[hit]
+
+    hit_dirs, hit_t = hits(directions), hits(t)
+    points = hits(origins) + hit_t[:, None] * hit_dirs
     normals, uvs = torch.empty_like(points), torch.empty_like(points[:, :2])
     materials = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
-    hit_kind, hit_index = (kind, index) if all_hit else (kind[hit], index[hit])
+    hit_kind, hit_index = hits(kind), hits(index)
     for k in range(5):
         rays = (hit_kind == k).nonzero()[:, 0]
         if not len(rays):
@@ -110,7 +118,7 @@ def _shade(
     cosine = (normals * hit_dirs).sum(dim=1) / hit_dirs.norm(dim=1)
     facing = torch.where(cosine[:, None] > 0, -normals, normals)
     lambert = scene.ambient + scene.diffuse * (facing @ scene.light).clamp_min(0)
-    footprint = (t if all_hit else t[hit]) / focal / cosine.abs().clamp_min(0.2)  # metres of surface per pixel
+    footprint = hit_t * hits(pixel_angle) / cosine.abs().clamp_min(0.2)  # metres of surface per pixel
     shaded = surface_albedo(scene.materials, scene.table, materials, uvs, footprint) * lambert[:, None]
     if all_hit:
         return shaded
@@ -118,6 +126,16 @@ def _shade(
     colour[hit] = shaded
     colour[~hit] = sky_colour(scene.sky, scene.table, directions[~hit])
     return colour
+
+
+def _ray_blocks(num_views: int, height: int, width: int, block_rays: int, multi_view: bool) -> list[tuple[int, int, int, int]]:
+    """(first view, end view, first row, end row) blocks of at most about block_rays rays: several whole
+    views per block when allowed and views are small, else row bands of one view."""
+    views_per_block = block_rays // (height * width) if multi_view else 1
+    if views_per_block >= 2:
+        return [(v, min(v + views_per_block, num_views), 0, height) for v in range(0, num_views, views_per_block)]
+    rows = max(1, block_rays // width)
+    return [(v, v + 1, r, min(r + rows, height)) for v in range(num_views) for r in range(0, height, rows)]
 
 
 def render_views(
@@ -129,29 +147,36 @@ def render_views(
     z-depths (N, H, W) float32, 0 where a ray hits nothing.
     """
     c2w = np.asarray(c2w, dtype=np.float64).reshape(-1, 4, 4)
-    K = np.broadcast_to(np.asarray(K, dtype=np.float64), (len(c2w), 3, 3))
+    K = np.array(np.broadcast_to(np.asarray(K, dtype=np.float64), (len(c2w), 3, 3)))
     device = torch.device(device)
     tensors = _SceneTensors(scene, device)
     images = np.empty((len(c2w), height, width, 3), dtype=np.uint8)
     depths = np.empty((len(c2w), height, width), dtype=np.float32)
-    rows_per_chunk = max(1, CHUNK_RAYS // width)
+    all_K = torch.as_tensor(K, dtype=torch.float64, device=device)  # (N, 3, 3)
+    all_c2w = torch.as_tensor(c2w, dtype=torch.float64, device=device)  # (N, 4, 4)
     columns = torch.arange(width, dtype=torch.float64, device=device)
+    block_rays, multi_view = RAY_BLOCKS.get(device.type, RAY_BLOCKS["cuda"])
     with torch.no_grad():
-        for view, (intrinsics, pose) in enumerate(zip(K, c2w)):
-            rotation = torch.as_tensor(pose[:3, :3], dtype=torch.float64, device=device)
-            origin = torch.as_tensor(pose[:3, 3], dtype=torch.float32, device=device)
-            x = (columns - intrinsics[0, 2]) / intrinsics[0, 0]  # (W,)
-            for row_start in range(0, height, rows_per_chunk):
-                rows = torch.arange(row_start, min(row_start + rows_per_chunk, height), dtype=torch.float64, device=device)
-                y = (rows - intrinsics[1, 2]) / intrinsics[1, 1]
-                # Camera-frame directions (x, y, 1): the hit parameter t is then the z-depth itself.
-                camera_dirs = torch.stack(torch.broadcast_tensors(x[None, :], y[:, None], torch.ones(1, 1, dtype=torch.float64, device=device)), dim=-1)
-                directions = (camera_dirs.reshape(-1, 3) @ rotation.T).float()
-                t, kind, index = _cast(tensors, origin, directions)
-                colour = _shade(tensors, origin, directions, t, kind, index, float(intrinsics[0, 0]))
-                chunk = slice(row_start, row_start + len(rows))
-                images[view, chunk] = (colour.clamp(0, 1) * 255 + 0.5).to(torch.uint8).reshape(len(rows), width, 3).cpu().numpy()
-                depths[view, chunk] = torch.where(kind >= 0, t, 0.0).reshape(len(rows), width).cpu().numpy()
+        for first, end, top, bottom in _ray_blocks(len(c2w), height, width, block_rays, multi_view):
+            intrinsics, pose = all_K[first:end], all_c2w[first:end]  # (V, 3, 3), (V, 4, 4)
+            rows = torch.arange(top, bottom, dtype=torch.float64, device=device)
+            x = (columns[None] - intrinsics[:, 0, 2:3]) / intrinsics[:, 0, 0:1]  # (V, W)
+            y = (rows[None] - intrinsics[:, 1, 2:3]) / intrinsics[:, 1, 1:2]  # (V, rows)
+            # Camera-frame directions (x, y, 1): the hit parameter t is then the z-depth itself.
+            x, y = torch.broadcast_tensors(x[:, None, :], y[:, :, None])  # (V, rows, W)
+            camera_dirs = torch.stack([x, y, torch.ones_like(x)], dim=-1)
+            directions = torch.einsum("vhwc,vdc->vhwd", camera_dirs, pose[:, :3, :3]).reshape(-1, 3).float()
+            rays_per_view = (bottom - top) * width
+            if end - first == 1:  # one camera centre: intersections broadcast it
+                origins, pixel_angle = pose[:, :3, 3].float(), 1.0 / intrinsics[:, 0, 0].float()
+            else:
+                origins = pose[:, None, :3, 3].expand(-1, rays_per_view, -1).reshape(-1, 3).float()
+                pixel_angle = (1.0 / intrinsics[:, 0, 0:1].float()).expand(-1, rays_per_view).reshape(-1)
+            t, kind, index = _cast(tensors, origins, directions)
+            colour = _shade(tensors, origins, directions, t, kind, index, pixel_angle)
+            shape = (end - first, bottom - top, width)
+            images[first:end, top:bottom] = (colour.clamp(0, 1) * 255 + 0.5).to(torch.uint8).reshape(*shape, 3).cpu().numpy()
+            depths[first:end, top:bottom] = torch.where(kind >= 0, t, 0.0).reshape(shape).cpu().numpy()
     return images, depths
 
 
