@@ -1,0 +1,342 @@
+"""Training batches as a pure function of (seed, step, rank): resumable at any step, different per rank.
+
+A batch is a list over views of dicts of batched tensors (the layout of `fast3r.data.multiview`):
+  img (B, 3, H, W) float32 in [-1, 1], pts3d (B, H, W, 3) world points, valid (B, H, W) bool,
+  camera_pose (B, 4, 4) camera-to-world, K (B, 3, 3), depth (B, H, W) (0 = unknown).
+Each step draws its number of views, its resolution and its image indices (the same on every rank,
+so their work is balanced); each rank takes its own scenes.
+
+Two ways to feed the model:
+  "fresh": every sample is a new scene, rendered (or read) by `fast3r.data.multiview.MultiViewDataset`
+    in DataLoader workers, with optional crop / colour augmentation. Rendering costs about 8 ms per
+    224x224 view and CPU core, far slower than a GPU trains a small model.
+  "pool": (synthetic only) rendered scenes of `pool_views` views are kept on the training device; the
+    pool starts with `pool_initial` scenes and grows by `pool_scenes_per_step` scenes per step (rendered
+    ahead by the workers), keeping the newest `pool_capacity`. A sample is a random scene of the pool and
+    a random subset of its views, so each rendered view serves many samples.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from fast3r.data.multiview import MultiViewDataset, SampleKey, collate_views
+from fast3r.data.synthetic import TRAJECTORIES, SceneConfig, SyntheticSceneSource
+from fast3r.data.synthetic.scene import SCENE_KINDS
+from fast3r.data.transforms import TRAINING_AUGMENT, AugmentConfig
+from fast3r.data.views import View
+
+from .heldout import HELDOUT_SEED_BASE
+
+IMAGE_ID_MODES = ("pool", "sequential")
+MODES = ("fresh", "pool")
+RENDER_DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class DataConfig:
+    """source: "synthetic" (procedural rooms / orbit scenes rendered on the fly) or "colmap:<dir>" (one
+    COLMAP reconstruction with depth maps in <dir>/depth; fresh mode). num_views / resolutions ((H, W)):
+    one drawn per batch. image_ids: "pool" (view 0 gets 0, the others distinct random indices from
+    1..image_id_pool-1, as the release) or "sequential" (0..N-1). augment: the release's colour jitter
+    and mild zoom (fresh mode). render_device: "cpu" renders in `num_workers` DataLoader processes,
+    "cuda" in the main process (num_workers = 0). See the module docstring for `mode` and the pool."""
+
+    source: str = "synthetic"
+    mode: str = "fresh"
+    scene_kinds: list[str] = field(default_factory=lambda: list(SCENE_KINDS))
+    trajectories: list[str] = field(default_factory=lambda: list(TRAJECTORIES))
+    num_views: list[int] = field(default_factory=lambda: [8])
+    resolutions: list[tuple[int, int]] = field(default_factory=lambda: [(224, 224)])
+    batch_size: int = 8
+    image_ids: str = "pool"
+    image_id_pool: int = 1000
+    augment: bool = False
+    num_workers: int = 4
+    render_device: str = "cpu"
+    seed_base: int = 0
+    pool_views: int = 16
+    pool_initial: int = 64
+    pool_scenes_per_step: float = 1.0
+    pool_capacity: int = 2048
+
+    def validate(self) -> None:
+        if self.source != "synthetic" and not self.source.startswith("colmap:"):
+            raise ValueError(f"data.source must be 'synthetic' or 'colmap:<dir>', got {self.source!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"data.mode must be one of {MODES}, got {self.mode!r}")
+        for kind in self.scene_kinds:
+            if kind not in SCENE_KINDS:
+                raise ValueError(f"data.scene_kinds: unknown kind {kind!r}; expected some of {SCENE_KINDS}")
+        for trajectory in self.trajectories:
+            if trajectory not in TRAJECTORIES:
+                raise ValueError(f"data.trajectories: unknown {trajectory!r}; expected some of {TRAJECTORIES}")
+        if not self.scene_kinds or not self.trajectories:
+            raise ValueError("data.scene_kinds and data.trajectories must not be empty")
+        if not self.num_views or min(self.num_views) < 1:
+            raise ValueError(f"data.num_views must be numbers >= 1, got {self.num_views}")
+        if not self.resolutions:
+            raise ValueError("data.resolutions must hold at least one [H, W] pair")
+        for size in self.resolutions:
+            if len(size) != 2 or any(int(s) <= 0 or int(s) % 16 for s in size):
+                raise ValueError(f"data.resolutions: {list(size)} is not an [H, W] pair of multiples of 16")
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError("data.batch_size must be >= 1 and data.num_workers >= 0")
+        if self.image_ids not in IMAGE_ID_MODES:
+            raise ValueError(f"data.image_ids must be one of {IMAGE_ID_MODES}, got {self.image_ids!r}")
+        if self.image_ids == "pool" and self.image_id_pool < max(self.num_views):
+            raise ValueError(f"data.image_id_pool={self.image_id_pool} is smaller than the most views {max(self.num_views)}")
+        if self.render_device not in RENDER_DEVICES:
+            raise ValueError(f"data.render_device must be one of {RENDER_DEVICES}, got {self.render_device!r}")
+        if self.render_device == "cuda" and self.num_workers:
+            raise ValueError("data.render_device='cuda' renders in the main process: set data.num_workers = 0")
+        if self.mode == "pool":
+            if self.source != "synthetic":
+                raise ValueError("data.mode='pool' renders synthetic scenes: set data.source = 'synthetic'")
+            if len(self.resolutions) != 1:
+                raise ValueError("data.mode='pool' renders one resolution: give exactly one in data.resolutions")
+            if max(self.num_views) > self.pool_views:
+                raise ValueError(f"data.pool_views={self.pool_views} is fewer than the most views {max(self.num_views)}")
+            if not 1 <= self.pool_initial <= self.pool_capacity or self.pool_scenes_per_step < 0:
+                raise ValueError("data.pool_* need 1 <= pool_initial <= pool_capacity and pool_scenes_per_step >= 0")
+
+
+@dataclass
+class Batch:
+    step: int
+    views: list[dict[str, torch.Tensor]]
+    image_ids: list[float]
+
+    def pin_memory(self) -> "Batch":
+        """Called by the DataLoader's pin-memory thread."""
+        return Batch(self.step, [{k: v.pin_memory() for k, v in view.items()} for view in self.views], self.image_ids)
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What every rank draws at one step."""
+
+    num_views: int
+    resolution: tuple[int, int]
+    image_ids: tuple[float, ...]
+
+
+def plan_step(config: DataConfig, seed: int, step: int) -> StepPlan:
+    """The number of views, resolution and image indices of `step`: a pure function of its arguments."""
+    rng = np.random.default_rng([seed, step])
+    num_views = int(config.num_views[int(rng.integers(len(config.num_views)))])
+    height, width = (int(s) for s in config.resolutions[int(rng.integers(len(config.resolutions)))])
+    if config.image_ids == "sequential":
+        image_ids = tuple(float(i) for i in range(num_views))
+    else:
+        others = rng.permutation(config.image_id_pool - 1)[: num_views - 1] + 1
+        image_ids = (0.0, *(float(i) for i in others))
+    return StepPlan(num_views, (height, width), image_ids)
+
+
+# ----- fresh: one new scene per sample, through fast3r.data.multiview -----
+class _FixedScene:
+    """A scene source that always returns the same views (one COLMAP reconstruction)."""
+
+    def __init__(self, views: list[View]):
+        self.views = views
+
+    def __call__(self, index: int) -> list[View]:
+        return self.views
+
+
+def _colmap_source(directory: str) -> tuple[_FixedScene, int]:
+    from fast3r.data.colmap_reader import load_colmap_views
+
+    root = Path(directory)
+    depth_dir = root / "depth"
+    if not depth_dir.is_dir():
+        raise ValueError(f"data.source colmap:{root}: training needs depth maps in {depth_dir} (named after the images)")
+    views = load_colmap_views(root, depth_dir=depth_dir)
+    if not any(view.depth is not None for view in views):
+        raise ValueError(f"data.source colmap:{root}: no image has a depth map in {depth_dir}")
+    return _FixedScene(views), 1
+
+
+def _synthetic_source(config: DataConfig, num_views: int, height: int, width: int) -> tuple[SyntheticSceneSource, int]:
+    source = SyntheticSceneSource(
+        num_views=num_views,
+        height=height,
+        width=width,
+        configs=tuple(SceneConfig(kind=kind) for kind in config.scene_kinds),
+        trajectories=tuple(config.trajectories),
+        base_seed=config.seed_base,
+        device=config.render_device,
+    )
+    return source, HELDOUT_SEED_BASE - config.seed_base
+
+
+class StepBatchSampler(Sampler[list[SampleKey]]):
+    """The sample keys of steps start..total-1 for one rank: sample k of the whole run (over steps,
+    ranks and batch positions) is scene k mod num_scenes in epoch k // num_scenes."""
+
+    def __init__(self, config: DataConfig, seed: int, num_scenes: int, start: int, total: int, rank: int, world_size: int):
+        self.config, self.seed, self.num_scenes = config, seed, num_scenes
+        self.start, self.total, self.rank, self.world_size = start, total, rank, world_size
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        batch = self.config.batch_size
+        for step in range(self.start, self.total):
+            plan = plan_step(self.config, self.seed, step)
+            first = (step * self.world_size + self.rank) * batch
+            yield [
+                SampleKey(k % self.num_scenes, k // self.num_scenes, plan.num_views, plan.resolution)
+                for k in range(first, first + batch)
+            ]
+
+
+class _FreshBatches:
+    """Iterates Batches from a DataLoader over MultiViewDataset with StepBatchSampler."""
+
+    def __init__(self, config: DataConfig, seed: int, start: int, total: int, rank: int, world_size: int, pin_memory: bool):
+        heights, widths = zip(*config.resolutions)
+        if config.source == "synthetic":
+            source, num_scenes = _synthetic_source(config, max(config.num_views), max(heights), max(widths))
+        else:
+            source, num_scenes = _colmap_source(config.source.split(":", 1)[1])
+        augment = TRAINING_AUGMENT if config.augment else AugmentConfig()
+        dataset = MultiViewDataset(source, num_scenes, max(config.num_views), tuple(config.resolutions[0]), augment, seed)
+        self.sampler = StepBatchSampler(config, seed, num_scenes, start, total, rank, world_size)
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=self.sampler,
+            collate_fn=collate_views,
+            num_workers=config.num_workers,
+            pin_memory=pin_memory,
+            prefetch_factor=2 if config.num_workers else None,
+        )
+        self.config, self.seed, self.start = config, seed, start
+
+    def __iter__(self) -> Iterator[Batch]:
+        for step, views in enumerate(self.loader, start=self.start):
+            yield Batch(step, views, list(plan_step(self.config, self.seed, step).image_ids))
+
+
+# ----- pool: rendered scenes kept on the device, many samples per scene -----
+class _PoolScenes(Dataset):
+    """Scene k of one rank's pool, as tensors: image (V, H, W, 3) uint8, depth (V, H, W), K (3, 3), c2w (V, 4, 4)."""
+
+    def __init__(self, config: DataConfig, rank: int, world_size: int):
+        height, width = (int(s) for s in config.resolutions[0])
+        self.source, self.num_scenes = _synthetic_source(config, config.pool_views, height, width)
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return self.num_scenes // self.world_size
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        views = self.source(index * self.world_size + self.rank)
+        return {
+            "image": torch.from_numpy(np.stack([v.image for v in views])),
+            "depth": torch.from_numpy(np.stack([np.where(v.valid, v.depth, 0.0) for v in views]).astype(np.float32)),
+            "K": torch.from_numpy(views[0].K.astype(np.float32)),
+            "c2w": torch.from_numpy(np.stack([v.c2w for v in views]).astype(np.float32)),
+        }
+
+
+def pool_size(config: DataConfig, step: int) -> int:
+    """Scenes rendered into the pool by the time the batch of `step` is drawn."""
+    return config.pool_initial + math.floor(step * config.pool_scenes_per_step)
+
+
+class _PoolBatches:
+    """The growing ring of rendered scenes on `device`, and the batches drawn from it."""
+
+    def __init__(self, config: DataConfig, seed: int, start: int, total: int, rank: int, world_size: int, device: torch.device):
+        self.config, self.seed, self.start, self.total, self.rank = config, seed, start, total, rank
+        self.device = device
+        scenes = _PoolScenes(config, rank, world_size)
+        last = pool_size(config, max(total - 1, 0))
+        if last > len(scenes):
+            raise ValueError(f"data pool needs {last} scenes per rank; at most {len(scenes)} seeds lie below the held-out seeds")
+        self.count = max(0, pool_size(config, start) - config.pool_capacity)  # scenes [count - capacity, count) are held
+        self.loader = iter(
+            DataLoader(
+                scenes,
+                batch_size=None,
+                sampler=range(self.count, last),
+                num_workers=config.num_workers,
+                prefetch_factor=8 if config.num_workers else None,
+            )
+        )
+        capacity, views = config.pool_capacity, config.pool_views
+        height, width = (int(s) for s in config.resolutions[0])
+        self.images = torch.empty((capacity, views, height, width, 3), dtype=torch.uint8, device=device)
+        self.depths = torch.empty((capacity, views, height, width), dtype=torch.float32, device=device)
+        self.K = torch.empty((capacity, 3, 3), dtype=torch.float32, device=device)
+        self.c2w = torch.empty((capacity, views, 4, 4), dtype=torch.float32, device=device)
+        rows = torch.arange(height, dtype=torch.float32, device=device)
+        cols = torch.arange(width, dtype=torch.float32, device=device)
+        self.pixel_v, self.pixel_u = torch.meshgrid(rows, cols, indexing="ij")  # (H, W)
+
+    def _grow_to(self, size: int) -> None:
+        while self.count < size:
+            scene = next(self.loader)
+            slot = self.count % self.config.pool_capacity
+            self.images[slot] = scene["image"].to(self.device, non_blocking=True)
+            self.depths[slot] = scene["depth"].to(self.device, non_blocking=True)
+            self.K[slot] = scene["K"].to(self.device)
+            self.c2w[slot] = scene["c2w"].to(self.device)
+            self.count += 1
+
+    def batch(self, step: int) -> Batch:
+        config = self.config
+        self._grow_to(pool_size(config, step))
+        plan = plan_step(config, self.seed, step)
+        rng = np.random.default_rng([self.seed, step, self.rank, 1])
+        held = min(self.count, config.pool_capacity)
+        scenes = self.count - held + rng.integers(held, size=config.batch_size)  # scene numbers in the pool
+        slots = torch.as_tensor(scenes % config.pool_capacity, device=self.device)
+        chosen = np.stack([np.sort(rng.choice(config.pool_views, plan.num_views, replace=False)) for _ in scenes])
+        chosen = torch.as_tensor(chosen, device=self.device)  # (B, N) view numbers within each scene
+        K = self.K[slots]  # (B, 3, 3)
+        views = []
+        for position in range(plan.num_views):
+            which = chosen[:, position]
+            image = self.images[slots, which]  # (B, H, W, 3)
+            depth = self.depths[slots, which]  # (B, H, W)
+            c2w = self.c2w[slots, which]  # (B, 4, 4)
+            x = (self.pixel_u - K[:, None, None, 0, 2]) / K[:, None, None, 0, 0] * depth
+            y = (self.pixel_v - K[:, None, None, 1, 2]) / K[:, None, None, 1, 1] * depth
+            camera = torch.stack([x, y, depth], dim=-1)  # (B, H, W, 3)
+            world = camera @ c2w[:, None, :3, :3].transpose(-1, -2) + c2w[:, None, None, :3, 3]
+            valid = depth > 0
+            views.append(
+                {
+                    "img": image.permute(0, 3, 1, 2).float().div(127.5).sub(1.0),
+                    "pts3d": torch.where(valid[..., None], world, 0.0),
+                    "valid": valid,
+                    "camera_pose": c2w,
+                    "K": K,
+                    "depth": depth,
+                }
+            )
+        return Batch(step, views, list(plan.image_ids))
+
+    def __iter__(self) -> Iterator[Batch]:
+        for step in range(self.start, self.total):
+            yield self.batch(step)
+
+
+def training_batches(
+    config: DataConfig, seed: int, start: int, total: int, rank: int, world_size: int, device: torch.device
+) -> _FreshBatches | _PoolBatches:
+    """An iterable of this rank's Batches for steps start..total-1 (pool batches already on `device`)."""
+    config.validate()
+    if config.mode == "pool":
+        return _PoolBatches(config, seed, start, total, rank, world_size, device)
+    return _FreshBatches(config, seed, start, total, rank, world_size, pin_memory=device.type == "cuda")

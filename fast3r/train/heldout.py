@@ -1,0 +1,165 @@
+"""Camera-pose accuracy of a model on held-out synthetic scenes (seeds disjoint from training).
+
+Per view count N and scene: render N views, run the model once, recover cameras from the pointmaps
+(`fast3r.geometry.cameras_from_pointmaps`, local-to-global alignment), and compare the camera-to-world
+matrices with the truth over all N(N-1)/2 pairs (`fast3r.eval.pose`). Pairs are pooled over the scenes of
+a view count. Also reports the training loss on the same views.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fast3r.data.synthetic import TRAJECTORIES, SceneConfig, render_scene
+from fast3r.data.views import View
+from fast3r.eval.pose import metrics_from_errors, relative_pose_errors
+from fast3r.geometry import cameras_from_pointmaps
+
+from .loss import ViewTarget, pointmap_loss
+
+HELDOUT_SEED_BASE = 20_000_000  # training scenes use seeds below this; fast3r.eval's synthetic set uses 10M+
+IMAGE_ID_MODES = ("spread", "sequential", "random")
+
+
+@dataclass
+class HeldoutConfig:
+    """view_counts: N values to evaluate; scenes: scenes per N (alternating room / orbit and cycling the
+    trajectories); image_ids: "spread" (evenly over the model's index table, the inference default),
+    "sequential" (0..N-1) or "random" (view 0 at 0, others distinct from 1..table-1, seeded per scene)."""
+
+    view_counts: list[int] = field(default_factory=lambda: [8, 32, 128])
+    scenes: int = 6
+    seed_base: int = HELDOUT_SEED_BASE
+    resolution: tuple[int, int] = (224, 224)
+    image_ids: str = "spread"
+    render_device: str = "cpu"
+
+    def validate(self) -> None:
+        if not self.view_counts or min(self.view_counts) < 2:
+            raise ValueError(f"heldout.view_counts must be numbers >= 2, got {self.view_counts}")
+        if self.scenes < 0:
+            raise ValueError(f"heldout.scenes must be >= 0, got {self.scenes}")
+        if self.image_ids not in IMAGE_ID_MODES:
+            raise ValueError(f"heldout.image_ids must be one of {IMAGE_ID_MODES}, got {self.image_ids!r}")
+        if len(self.resolution) != 2 or any(int(s) % 16 or int(s) <= 0 for s in self.resolution):
+            raise ValueError(f"heldout.resolution must be [H, W], multiples of 16, got {self.resolution}")
+
+
+def heldout_views(config: HeldoutConfig, index: int, num_views: int) -> list[View]:
+    """The `index`-th held-out scene with `num_views` views."""
+    kind = ("room", "orbit")[index % 2]
+    trajectory = TRAJECTORIES[(index // 2) % len(TRAJECTORIES)]
+    height, width = (int(s) for s in config.resolution)
+    seed = config.seed_base + index
+    return render_scene(seed, num_views, height, width, trajectory, config.render_device, SceneConfig(kind=kind))
+
+
+def _image_ids(mode: str, num_views: int) -> list[float] | str | None:
+    if mode == "sequential":
+        return [float(i) for i in range(num_views)]
+    return "random" if mode == "random" else None
+
+
+def _views_to_tensors(views: list[View], device: torch.device) -> tuple[list[torch.Tensor], list[ViewTarget]]:
+    images, targets = [], []
+    for view in views:
+        image = torch.from_numpy(view.image).permute(2, 0, 1).float().div(127.5).sub(1.0)  # (3, H, W) in [-1, 1]
+        images.append(image[None].to(device))
+        targets.append(
+            ViewTarget(
+                pts3d=torch.from_numpy(view.points_world())[None].to(device),
+                valid=torch.from_numpy(view.valid)[None].to(device),
+                camera_pose=torch.from_numpy(view.c2w).float()[None].to(device),
+            )
+        )
+    return images, targets
+
+
+def _camera_poses(preds: list[dict[str, torch.Tensor]]) -> np.ndarray:
+    """(N, 4, 4) camera-to-world from one scene's predictions (batch of 1). The focal length is fixed
+    (it does not enter the poses of the alignment path), which skips its estimation."""
+    has_local = "pts3d_local" in preds[0]
+    height, width = preds[0]["conf"].shape[-2:]
+    cameras = cameras_from_pointmaps(
+        torch.cat([p["pts3d_in_other_view"] for p in preds]),  # (N, H, W, 3)
+        torch.cat([p["conf"] for p in preds]),  # (N, H, W)
+        local_pointmaps=torch.cat([p["pts3d_local"] for p in preds]) if has_local else None,
+        local_confidence=torch.cat([p["conf_local"] for p in preds]) if has_local else None,
+        focal=float(max(height, width)),
+        return_aligned_points=False,
+        progress=False,
+    )
+    return cameras.c2w
+
+
+@torch.no_grad()
+def evaluate_heldout(
+    model: torch.nn.Module, config: HeldoutConfig, device: torch.device | str, bf16: bool = True, progress: bool = True
+) -> dict:
+    """{"<N>": metrics} for every N in config.view_counts, plus the settings used under "settings".
+
+    Metrics per N: RRA/RTA at 5/15/30 and both mAA(30) variants in percent (pairs pooled over scenes),
+    mean loss, mean seconds per forward pass, scene count, and failed_scenes (no cameras could be
+    recovered: their pairs count as errors of 180 / 90 degrees). Runs in eval mode and restores the mode after.
+    """
+    config.validate()
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    results: dict = {
+        "settings": {
+            "scenes_per_view_count": config.scenes,
+            "seed_base": config.seed_base,
+            "resolution": list(config.resolution),
+            "image_ids": config.image_ids,
+            "camera_method": "cameras_from_pointmaps auto: local-to-global Sim(3) alignment",
+            "pairs": "pooled over scenes",
+        }
+    }
+    try:
+        for num_views in config.view_counts:
+            rotation, translation, losses, seconds, failed = [], [], [], [], 0
+            desc = f"held-out {num_views} views"
+            for index in tqdm(range(config.scenes), desc=desc, disable=not progress, leave=False):
+                views = heldout_views(config, index, num_views)
+                images, targets = _views_to_tensors(views, device)
+                generator = torch.Generator().manual_seed(config.seed_base + index)
+                ids = _image_ids(config.image_ids, num_views)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    preds = model(images, image_ids=ids, generator=generator)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds.append(time.perf_counter() - start)
+                loss, _ = pointmap_loss(preds, targets)
+                losses.append(float(loss))
+                truth = np.stack([view.c2w for view in views])
+                try:
+                    predicted = _camera_poses(preds)
+                    errors = relative_pose_errors(predicted, truth)
+                    rotation.append(errors.rotation_deg)
+                    translation.append(errors.translation_deg)
+                except ValueError:  # e.g. pointmaps of an untrained model with no usable point
+                    failed += 1
+                    pairs = num_views * (num_views - 1) // 2
+                    rotation.append(np.full(pairs, 180.0))
+                    translation.append(np.full(pairs, 90.0))
+            if not rotation:
+                continue
+            metrics = metrics_from_errors(np.concatenate(rotation), np.concatenate(translation))
+            metrics.update(
+                loss=float(np.mean(losses)),
+                seconds_per_forward=float(np.mean(seconds)),
+                scenes=config.scenes,
+                failed_scenes=failed,
+            )
+            results[str(num_views)] = metrics
+    finally:
+        model.train(was_training)
+    return results

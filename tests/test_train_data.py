@@ -1,0 +1,82 @@
+"""Training batches: deterministic per step, different per rank, and pool batches geometrically exact."""
+import numpy as np
+import pytest
+import torch
+
+from fast3r.data.synthetic import SceneConfig, SyntheticSceneSource
+from fast3r.train.data import DataConfig, plan_step, pool_size, training_batches
+from test_train_resume import one_thread  # noqa: F401  (autouse fixture: one CPU thread)
+
+
+def _first(config, seed=0, start=0, total=2, rank=0, world_size=1):
+    return next(iter(training_batches(config, seed, start, total, rank, world_size, torch.device("cpu"))))
+
+
+def test_image_id_modes():
+    pool = plan_step(DataConfig(num_views=[8], image_id_pool=1000), seed=0, step=5)
+    assert pool.image_ids[0] == 0.0
+    assert len(set(pool.image_ids)) == 8 and all(1 <= i <= 999 for i in pool.image_ids[1:])
+    assert pool == plan_step(DataConfig(num_views=[8], image_id_pool=1000), seed=0, step=5)
+    assert pool != plan_step(DataConfig(num_views=[8], image_id_pool=1000), seed=0, step=6)
+    sequential = plan_step(DataConfig(num_views=[4], image_ids="sequential"), seed=0, step=5)
+    assert sequential.image_ids == (0.0, 1.0, 2.0, 3.0)
+
+
+def test_views_and_resolution_drawn_per_step():
+    config = DataConfig(num_views=[2, 3, 4], resolutions=[(32, 32), (32, 48)])
+    plans = {(p.num_views, p.resolution) for p in (plan_step(config, 0, step) for step in range(40))}
+    assert {n for n, _ in plans} == {2, 3, 4} and {r for _, r in plans} == {(32, 32), (32, 48)}
+
+
+def test_fresh_batches_layout_and_ranks_see_different_scenes():
+    config = DataConfig(num_views=[3], resolutions=[(32, 48)], batch_size=2, num_workers=0)
+    rank0, rank1 = _first(config, rank=0, world_size=2), _first(config, rank=1, world_size=2)
+    assert len(rank0.views) == 3
+    view = rank0.views[0]
+    assert view["img"].shape == (2, 3, 32, 48) and view["img"].min() >= -1 and view["img"].max() <= 1
+    assert view["pts3d"].shape == (2, 32, 48, 3) and view["valid"].dtype == torch.bool
+    assert view["camera_pose"].shape == (2, 4, 4)
+    assert rank0.image_ids == rank1.image_ids  # the plan is shared
+    assert not torch.equal(rank0.views[0]["img"], rank1.views[0]["img"])  # the scenes are not
+    again = _first(config, rank=1, world_size=2)
+    assert torch.equal(again.views[0]["img"], rank1.views[0]["img"])
+    resumed = _first(config, start=1, total=2)
+    straight = list(training_batches(config, 0, 0, 2, 0, 1, torch.device("cpu")))[1]
+    assert resumed.step == 1 and torch.equal(resumed.views[1]["pts3d"], straight.views[1]["pts3d"])
+
+
+def test_pool_batches_match_the_rendered_views():
+    config = DataConfig(
+        mode="pool", num_views=[3], resolutions=[(32, 32)], batch_size=2, num_workers=0,
+        pool_views=4, pool_initial=2, pool_scenes_per_step=0.5, pool_capacity=2, scene_kinds=["room"],
+    )
+    assert [pool_size(config, step) for step in range(4)] == [2, 2, 3, 3]
+    batch = _first(config, start=3, total=4)  # the ring holds scenes 1 and 2 at step 3
+    source = SyntheticSceneSource(4, 32, 32, (SceneConfig(kind="room"),), tuple(config.trajectories))
+    scenes = {index: source(index) for index in (1, 2)}
+    for position, view in enumerate(batch.views):
+        for item in range(2):
+            image = view["img"][item]
+            matches = [
+                (index, number)
+                for index, rendered in scenes.items()
+                for number, candidate in enumerate(rendered)
+                if torch.equal(image, torch.from_numpy(candidate.image).permute(2, 0, 1).float() / 127.5 - 1)
+            ]
+            assert len(matches) == 1, "each pool sample is one rendered view of a held scene"
+            index, number = matches[0]
+            truth = scenes[index][number]
+            np.testing.assert_allclose(view["pts3d"][item].numpy(), truth.points_world(), atol=2e-4)
+            assert torch.equal(view["valid"][item], torch.from_numpy(truth.valid))
+            np.testing.assert_allclose(view["camera_pose"][item].numpy(), truth.c2w, atol=1e-6)
+
+
+def test_bad_settings_name_the_key():
+    with pytest.raises(ValueError, match="data.resolutions"):
+        DataConfig(resolutions=[(30, 32)]).validate()
+    with pytest.raises(ValueError, match="data.mode='pool'"):
+        DataConfig(mode="pool", resolutions=[(32, 32), (64, 64)]).validate()
+    with pytest.raises(ValueError, match="num_workers"):
+        DataConfig(render_device="cuda", num_workers=2).validate()
+    with pytest.raises(ValueError, match="colmap"):
+        DataConfig(source="co3d:/data").validate()
