@@ -1,0 +1,240 @@
+"""The training loop: data, bf16 autocast, clipping, logs, atomic checkpoints, exact resume, export.
+
+Outputs in `out_dir`: config.json (the run's settings), train_log.csv, checkpoints/ckpt_<step>.pt,
+model/ (fp32 `save_pretrained`), model_fp16/ (optional, sharded), heldout.json, summary.json.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from fast3r.io.atomic import write_text_atomic
+from fast3r.model import Fast3R
+from fast3r.model.pretrained import load_state
+
+from .activation_checkpointing import enable_activation_checkpointing
+from .config import TrainConfig
+from .data import Batch, training_batches
+from .distributed import (
+    DistributedContext,
+    freeze_unused_parameters,
+    full_model_state,
+    full_optimizer_state,
+    load_full_state,
+    setup_distributed,
+    teardown_distributed,
+    wrap_model,
+)
+from .heldout import evaluate_heldout
+from .logs import TrainLog
+from .loss import pointmap_loss
+from .optim import build_optimizer, build_scheduler
+from .state import capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint
+
+FP16_SHARD_BYTES = 16_000_000
+COMPONENTS = ("global", "local", "dist_global", "dist_local", "conf_global", "conf_local")
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    steps_done: int
+    stopped_early: bool
+    final_loss: float | None
+    heldout: dict | None
+    seconds: float
+
+
+class _Run:
+    """The live objects of one training process."""
+
+    def __init__(self, config: TrainConfig, context: DistributedContext):
+        self.config, self.context = config, context
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        model = config.model.build()
+        if config.model.activation_checkpointing:
+            enable_activation_checkpointing(model)
+        model.to(context.device)
+        self.frozen = freeze_unused_parameters(model, context.device)
+        self.model = model
+        self.wrapped = wrap_model(model, context)
+        fused = context.device.type == "cuda" and context.mode != "fsdp2"
+        self.optimizer = build_optimizer(self.wrapped, config.optim, fused=fused)
+        self.scheduler = build_scheduler(self.optimizer, config.optim, config.steps)
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if config.bf16 and context.device.type == "cuda" else nullcontext()
+        )
+
+    def step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, float]:
+        """One optimiser step; returns the loss, its components, the gradient norm and the lr used."""
+        device = self.context.device
+        images = [view["img"].to(device, non_blocking=True) for view in batch.views]
+        targets = [
+            {key: view[key].to(device, non_blocking=True) for key in ("pts3d", "valid", "camera_pose")}
+            for view in batch.views
+        ]
+        with self.autocast:
+            preds = self.wrapped(images, image_ids=batch.image_ids)
+        loss, parts = pointmap_loss(preds, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.config.optim.grad_clip
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.wrapped.parameters() if p.grad is not None], clip if clip > 0 else math.inf
+        )
+        if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
+            grad_norm = grad_norm.full_tensor()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach(), parts, grad_norm.detach(), lr
+
+    def checkpoint(self, step: int) -> None:
+        """Every rank takes part (state gathering is collective); rank 0 writes."""
+        model_state = full_model_state(self.wrapped)
+        optimizer_state = full_optimizer_state(self.wrapped, self.optimizer)
+        rng_states = self.context.gather_objects(capture_rng_state())
+        if self.context.is_main:
+            payload = {
+                "model": model_state,
+                "optimizer": optimizer_state,
+                "scheduler": self.scheduler.state_dict(),
+                "data_position": step,
+                "rng": rng_states,
+                "world_size": self.context.world_size,
+                "config": json.dumps(self.config.to_dict()),
+            }
+            save_checkpoint(self.config.out_dir, step, payload, self.config.keep_checkpoints)
+        self.context.barrier()
+
+    def resume(self) -> int:
+        """Load the newest checkpoint of out_dir; returns its step (0 when there is none)."""
+        path = latest_checkpoint(self.config.out_dir)
+        if path is None:
+            return 0
+        payload = load_checkpoint(path)
+        planned = payload["scheduler"]["lr_lambdas"][0]["total_steps"]
+        if planned != self.config.steps:
+            raise ValueError(
+                f"{path} belongs to a {planned}-step schedule but the config asks for {self.config.steps} steps; "
+                "resume with the same steps (the learning-rate schedule depends on them)"
+            )
+        load_full_state(self.wrapped, self.optimizer, payload["model"], payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        if payload["world_size"] == self.context.world_size:
+            restore_rng_state(payload["rng"][self.context.rank])
+        elif self.context.is_main:
+            print(f"resuming {payload['world_size']}-process checkpoint on {self.context.world_size}: RNG states not restored")
+        return int(payload["data_position"])
+
+    def export_model(self) -> Fast3R | None:
+        """A plain fp32 copy of the trained model on rank 0's device; None on the other ranks (collective)."""
+        state = full_model_state(self.wrapped)
+        if not self.context.is_main:
+            return None
+        model = Fast3R(self.model.config)
+        load_state(model, state, "the trained weights")
+        return model.to(self.context.device).eval()
+
+
+def _check_out_dir(config: TrainConfig, resume: bool) -> None:
+    out_dir = Path(config.out_dir)
+    if not resume and latest_checkpoint(out_dir) is not None:
+        raise ValueError(f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --out")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir {out_dir} exists and is not a directory")
+
+
+def train(config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Run (or resume) the training described by `config`; see the module docstring for the outputs."""
+    config.validate()
+    _check_out_dir(config, resume)
+    context = setup_distributed(config.distributed, config.device)
+    try:
+        return _train(config, context, resume)
+    finally:
+        teardown_distributed(context)
+
+
+def _train(config: TrainConfig, context: DistributedContext, resume: bool) -> TrainResult:
+    out_dir = Path(config.out_dir)
+    main = context.is_main
+    run = _Run(config, context)
+    start_step = run.resume() if resume else 0
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+    log = TrainLog(out_dir, start_step if resume else None, config.tensorboard) if main else None
+    batches = training_batches(config.data, config.seed, start_step, config.steps, context.rank, context.world_size, context.device)
+
+    began = time.perf_counter()
+    window_start, window_views = began, 0
+    step, stopped_early, last_loss = start_step, False, None
+    bar = tqdm(total=config.steps, initial=start_step, desc="train", disable=not (main and config.progress), dynamic_ncols=True)
+    for batch in batches:
+        loss, parts, grad_norm, lr = run.step(batch)
+        step = batch.step + 1
+        window_views += batch.views[0]["img"].shape[0] * len(batch.views) * context.world_size
+        bar.update(1)
+        if step % config.log_every == 0 or step == config.steps:
+            values = context.mean(torch.stack([loss, grad_norm.float(), *(parts[k] for k in COMPONENTS if k in parts)]))
+            values = values.tolist()
+            now = time.perf_counter()
+            last_loss = values[0]
+            if main:
+                row = {"step": step, "loss": values[0], "grad_norm": values[1]}
+                row.update(zip([k for k in COMPONENTS if k in parts], values[2:]))
+                row.update(
+                    lr=lr,
+                    num_views=len(batch.views),
+                    height=batch.views[0]["img"].shape[-2],
+                    width=batch.views[0]["img"].shape[-1],
+                    time_s=now - began,
+                    views_per_s=window_views / max(now - window_start, 1e-9),
+                )
+                log.write(row)
+                bar.set_postfix(loss=f"{values[0]:.4f}", lr=f"{row['lr']:.2e}")
+            window_start, window_views = now, 0
+        if config.time_limit_minutes and step < config.steps:
+            over_time = time.perf_counter() - began > 60 * config.time_limit_minutes
+            stopped_early = bool(context.gather_objects(over_time)[0])  # rank 0 decides for all
+        if stopped_early or step == config.steps or (config.ckpt_every and step % config.ckpt_every == 0):
+            run.checkpoint(step)
+        if stopped_early:
+            break
+    bar.close()
+    del batches
+    if log is not None:
+        log.close()
+    train_seconds = time.perf_counter() - began
+
+    exported = run.export_model()
+    heldout = None
+    if main:
+        exported.save_pretrained(str(out_dir / "model"))
+        if config.export_fp16:
+            exported.save_pretrained(str(out_dir / "model_fp16"), dtype=torch.float16, max_shard_bytes=FP16_SHARD_BYTES)
+        if config.heldout_at_end and config.heldout.scenes:
+            heldout = evaluate_heldout(exported, config.heldout, context.device, config.bf16 and context.device.type == "cuda", config.progress)
+            write_text_atomic(out_dir / "heldout.json", json.dumps(heldout, indent=2))
+        summary = {
+            "steps_done": step,
+            "steps_planned": config.steps,
+            "stopped_early": stopped_early,
+            "final_loss": last_loss,
+            "train_seconds": train_seconds,
+            "frozen_unused_parameters": run.frozen,
+            "world_size": context.world_size,
+            "device": str(context.device),
+            "peak_gpu_memory_gib": torch.cuda.max_memory_allocated(context.device) / 2**30 if context.device.type == "cuda" else None,
+        }
+        write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
+    context.barrier()
+    return TrainResult(out_dir, step, stopped_early, last_loss, heldout, train_seconds)

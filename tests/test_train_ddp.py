@@ -1,0 +1,59 @@
+"""Two CPU processes (gloo): DDP keeps the ranks' parameters identical while each rank sees its own data."""
+import json
+import os
+import socket
+
+import torch
+import torch.multiprocessing as mp
+
+from fast3r.train.config import load_train_config
+from fast3r.train.data import training_batches
+from fast3r.train.distributed import setup_distributed, teardown_distributed
+from fast3r.train.trainer import _Run
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, mode: str, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    config = load_train_config(
+        "configs/tiny_cpu.toml",
+        [f'distributed="{mode}"', f'out_dir="{out_dir}"', "data.batch_size=1", "data.resolutions=[[32,32]]", "data.num_views=[2]"],
+    )
+    context = setup_distributed(config.distributed, config.device)
+    try:
+        run = _Run(config, context)
+        initial = [p.detach().clone() for p in run.model.parameters()]
+        images = []
+        for batch in training_batches(config.data, config.seed, 0, 2, context.rank, context.world_size, context.device):
+            images.append(float(batch.views[0]["img"].sum()))
+            run.step(batch)
+        run.checkpoint(2)
+        flat = torch.cat([p.detach().reshape(-1) for p in run.model.state_dict().values()] if mode == "ddp" else [])
+        report = {
+            "rank": rank,
+            "images": images,
+            "changed": any(not torch.equal(a, b.detach()) for a, b in zip(initial, run.model.parameters())) if mode == "ddp" else True,
+            "params": flat.tolist()[:2000],
+            "checksum": float(flat.double().sum()) if mode == "ddp" else 0.0,
+        }
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
+            json.dump(report, handle)
+    finally:
+        teardown_distributed(context)
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    mp.spawn(_worker, args=(2, _free_port(), "ddp", str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["images"] != rank1["images"]  # each rank trains on its own scenes
+    assert rank0["changed"] and rank1["changed"]
+    assert rank0["checksum"] == rank1["checksum"] and rank0["params"] == rank1["params"]
+    assert (tmp_path / "checkpoints" / "ckpt_00000002.pt").is_file()  # written once, by rank 0
+    payload = torch.load(tmp_path / "checkpoints" / "ckpt_00000002.pt", weights_only=True)
+    assert len(payload["rng"]) == 2 and payload["world_size"] == 2
