@@ -1,0 +1,89 @@
+"""Training configs: TOML files, overrides, clear errors; the shipped configs; the CLI parser; curves."""
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+
+from fast3r.model import Fast3R, Fast3RConfig
+from fast3r.train.activation_checkpointing import enable_activation_checkpointing
+from fast3r.train.command import add_curves_parser, add_train_parser
+from fast3r.train.config import TrainConfigError, load_train_config
+from test_train_resume import one_thread  # noqa: F401  (autouse fixture: one CPU thread)
+
+CONFIGS = sorted(Path("configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    config = load_train_config(path)
+    assert config.steps >= 1
+
+
+def test_demo_configs_differ_only_in_image_indices():
+    pool = load_train_config("configs/small_synthetic_224.toml").to_dict()
+    sequential = load_train_config("configs/small_synthetic_224_sequential.toml").to_dict()
+    assert pool["data"].pop("image_ids") == "pool" and sequential["data"].pop("image_ids") == "sequential"
+    assert pool["heldout"].pop("image_ids") == "spread" and sequential["heldout"].pop("image_ids") == "sequential"
+    pool.pop("out_dir"), sequential.pop("out_dir")
+    assert pool == sequential
+    assert pool["model"]["preset"] == "small" and pool["data"]["resolutions"] == [(224, 224)]
+
+
+def test_release_config_follows_the_recipe():
+    config = load_train_config("configs/release_vitl512.toml")
+    assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1
+    assert config.data.resolutions == [(384, 512), (336, 512), (288, 512), (256, 512), (160, 512)]
+    assert (config.optim.lr, config.optim.betas, config.optim.weight_decay) == (1e-4, (0.9, 0.95), 0.05)
+    assert config.optim.warmup_fraction == 0.02 and config.optim.min_lr == 1e-6
+
+
+def test_overrides_and_errors(tmp_path):
+    config = load_train_config(None, ["steps=7", "data.batch_size=3", "data.num_views=4", 'model.preset="tiny"', "out_dir=runs/x"])
+    assert (config.steps, config.data.batch_size, config.data.num_views, config.model.preset) == (7, 3, [4], "tiny")
+    assert config.out_dir == "runs/x"  # a bare word is a string
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data]\nbatchsize = 4\n")
+    with pytest.raises(TrainConfigError, match=r"bad\.toml.*data\.batchsize"):
+        load_train_config(bad)
+    bad.write_text("steps = 'many'\n")
+    with pytest.raises(TrainConfigError, match="steps must be an integer"):
+        load_train_config(bad)
+    bad.write_text("steps = [\n")
+    with pytest.raises(TrainConfigError, match="not valid TOML"):
+        load_train_config(bad)
+    with pytest.raises(TrainConfigError, match="distributed"):
+        load_train_config(None, ['distributed="horovod"'])
+    with pytest.raises(TrainConfigError, match="cannot read"):
+        load_train_config(tmp_path / "missing.toml")
+
+
+def test_activation_checkpointing_keeps_names_and_gradients():
+    torch.manual_seed(0)
+    plain = Fast3R(Fast3RConfig.tiny())
+    checkpointed = Fast3R(Fast3RConfig.tiny())
+    checkpointed.load_state_dict(plain.state_dict())
+    assert enable_activation_checkpointing(checkpointed) == 2 + 4
+    assert list(checkpointed.state_dict()) == list(plain.state_dict())
+    images = [torch.rand(1, 3, 32, 32) * 2 - 1 for _ in range(2)]
+    for model in (plain, checkpointed):
+        outputs = model(images, image_ids=[0.0, 5.0])
+        sum(o["pts3d_in_other_view"].square().mean() + o["conf_local"].mean() for o in outputs).backward()
+    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
+        if a.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_cli_parsers(tmp_path):
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    add_train_parser(subparsers)
+    add_curves_parser(subparsers)
+    args = parser.parse_args(["train", "configs/tiny_cpu.toml", "--resume", "--out", "o", "--set", "steps=2", "--set", "seed=1"])
+    assert args.resume and args.out == "o" and args.overrides == ["steps=2", "seed=1"]
+    log = tmp_path / "train_log.csv"
+    log.write_text("step,loss,dist_global,dist_local\n1,2.0,0.9,0.8\n2,1.5,0.7,0.6\n")
+    png = tmp_path / "curves.png"
+    args = parser.parse_args(["train-curves", f"demo={log}", "--png", str(png)])
+    assert args.handler(args) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
