@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Train the two bundled demo models on one GPU and evaluate them on held-out synthetic scenes:
+#   pool1000:   configs/small_synthetic_224.toml             (image indices drawn from 0..999, the release)
+#   sequential: configs/small_synthetic_224_sequential.toml  (image indices 0..N-1, the ablation)
+# Both train at once on the one GPU (each renders its scene pool with half the CPU cores), then each
+# evaluates at 8 / 32 / 128 views. Writes at most 8 files into OUT_DIR:
+#   results.json (held-out metrics, summaries, configs), train_log.csv (both runs), curves.png,
+#   fast3r_small_pool1000/ (fp16 export in 16 MB shards: config.json, index, 3 shards).
+# Usage: benchmarks/train_small.sh OUT_DIR [--set KEY=VALUE ...]   (extra settings go to both runs)
+# Work files (checkpoints, logs, fp32 exports) go to $TRAIN_WORK (default /tmp/fast3r_train_small).
+set -u
+OUT_DIR=${1:?usage: benchmarks/train_small.sh OUT_DIR [--set KEY=VALUE ...]}
+shift
+WORK=${TRAIN_WORK:-/tmp/fast3r_train_small}
+TIME_LIMIT_MINUTES=${TIME_LIMIT_MINUTES:-6.3}
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$OUT_DIR" "$WORK"
+rm -rf "$WORK/pool1000" "$WORK/sequential"
+start=$(date +%s)
+
+train() {  # name config [extra args]
+  local name=$1 config=$2
+  shift 2
+  python -m fast3r.train train "$config" --out "$WORK/$name" --set progress=false \
+    --set "time_limit_minutes=$TIME_LIMIT_MINUTES" "$@" >"$WORK/$name.log" 2>&1
+  echo "$name: exit $? after $(( $(date +%s) - start )) s"
+}
+
+train pool1000 configs/small_synthetic_224.toml "$@" &
+train sequential configs/small_synthetic_224_sequential.toml "$@" &
+wait
+
+for name in pool1000 sequential; do
+  echo "----- $name (last lines of $WORK/$name.log)"
+  tail -n 5 "$WORK/$name.log"
+done
+python benchmarks/train_small_report.py "$OUT_DIR" pool1000="$WORK/pool1000" sequential="$WORK/sequential" \
+  || echo "report failed"
+if [ -d "$WORK/pool1000/model_fp16" ]; then
+  rm -rf "$OUT_DIR/fast3r_small_pool1000"
+  cp -r "$WORK/pool1000/model_fp16" "$OUT_DIR/fast3r_small_pool1000"
+fi
+python - "$OUT_DIR/results.json" <<'PY' || true
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+for name, run in runs.items():
+    held = run.get("heldout") or {}
+    cells = [f"{n} views: RRA@15 {m['RRA@15_pct']:.1f} RTA@15 {m['RTA@15_pct']:.1f} mAA30 {m['mAA30_fast3r_31bin_pct']:.1f}"
+             for n, m in held.items() if n != "settings"]
+    print(name, (run.get("summary") or {}).get("steps_done"), "steps;", "; ".join(cells) or "no held-out results")
+PY
+echo "total $(( $(date +%s) - start )) s; files in $OUT_DIR:"
+find "$OUT_DIR" -type f | sort

@@ -1,0 +1,95 @@
+"""Measure what bounds training speed: synthetic rendering (CPU / GPU) and the model's step time.
+
+    python benchmarks/train_speed.py --preset small --views 8 --size 224 --batch 8 16 --steps 20
+Prints one JSON line per measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import torch
+
+from fast3r.data.synthetic import SceneConfig, SyntheticSceneSource
+from fast3r.model import Fast3R, Fast3RConfig
+from fast3r.train.activation_checkpointing import enable_activation_checkpointing
+from fast3r.train.data import DataConfig, training_batches
+from fast3r.train.loss import pointmap_loss
+from fast3r.train.optim import OptimConfig, build_optimizer
+
+
+def _render(args: tuple[int, int, int, str]) -> int:
+    seed, views, size, device = args
+    torch.set_num_threads(1)
+    source = SyntheticSceneSource(views, size, size, (SceneConfig(kind="room"), SceneConfig(kind="orbit")), device=device)
+    return len(source(seed))
+
+
+def render_rate(views: int, size: int, device: str, workers: int, scenes: int) -> float:
+    """Scenes per second."""
+    start = time.perf_counter()
+    if device == "cuda":
+        for seed in range(scenes):
+            _render((seed, views, size, device))
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_render, [(seed, views, size, device) for seed in range(scenes)]))
+    return scenes / (time.perf_counter() - start)
+
+
+def step_rate(preset: str, views: int, size: int, batch: int, steps: int, checkpointing: bool) -> dict:
+    device = torch.device("cuda")
+    model = Fast3R(getattr(Fast3RConfig, preset)()).to(device).train()
+    if checkpointing:
+        enable_activation_checkpointing(model)
+    optimizer = build_optimizer(model, OptimConfig(), fused=True)
+    data = DataConfig(num_views=[views], resolutions=[(size, size)], batch_size=batch, num_workers=0, render_device="cuda")
+    batch_views = next(iter(training_batches(data, 0, 0, 1, 0, 1, device))).views
+    images = [v["img"].to(device) for v in batch_views]
+    targets = [{k: v[k].to(device) for k in ("pts3d", "valid", "camera_pose")} for v in batch_views]
+    torch.cuda.reset_peak_memory_stats()
+    for index in range(steps + 3):
+        if index == 3:
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            preds = model(images, image_ids="random")
+        loss, _ = pointmap_loss(preds, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / steps
+    return {
+        "what": "train_step", "preset": preset, "views": views, "size": size, "batch": batch,
+        "checkpointing": checkpointing, "seconds_per_step": seconds, "views_per_s": batch * views / seconds,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "loss": float(loss.detach()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--views", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--render-scenes", type=int, default=48)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--checkpointing", action="store_true")
+    args = parser.parse_args()
+    for device in ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
+        rate = render_rate(args.views, args.size, device, args.workers, args.render_scenes)
+        print(json.dumps({"what": "render", "device": device, "workers": args.workers if device == "cpu" else 1,
+                          "views": args.views, "size": args.size, "scenes_per_s": rate}), flush=True)
+    if torch.cuda.is_available():
+        for batch in args.batch:
+            print(json.dumps(step_rate(args.preset, args.views, args.size, batch, args.steps, args.checkpointing)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
