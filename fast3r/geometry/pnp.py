@@ -18,7 +18,7 @@ class PnPConfig:
         ceil(sqrt(H * W / max_points)) in both directions, so at most about `max_points` of them
         (512x384 -> stride 2, 49152 pixels). The release uses every pixel; on noisy pointmaps with
         outliers the subsampled poses are as accurate as the full ones (mean errors within 0.02 degree
-        of each other, either way) for 5-7x less time (benchmarks/bench_cameras.py, method
+        of each other, either way) for 5-15x less time (benchmarks/bench_cameras.py, method
         "pnp-full"). None uses every pixel.
     sweep_focals: focal lengths tried by the focal sweep, geomspace(S/2, 3S), S = max(H, W).
     """
