@@ -1,4 +1,4 @@
-"""The `fast3r` command: reconstruct, view, train, eval, convert."""
+"""The `fast3r` command: reconstruct, view, train, train-curves, eval, convert."""
 from __future__ import annotations
 
 import argparse
@@ -125,13 +125,14 @@ def run_convert(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .eval.command import add_eval_parser
-    from .train.command import add_train_parser
+    from .train.command import add_curves_parser, add_train_parser
 
     parser = argparse.ArgumentParser(prog="fast3r", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_reconstruct_parser(subparsers)
     add_view_parser(subparsers)
     add_train_parser(subparsers)
+    add_curves_parser(subparsers)
     add_eval_parser(subparsers)
     add_convert_parser(subparsers)
     return parser
@@ -141,14 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.simplefilter("default")
     try:
-        args.handler(args)
+        code = args.handler(args)
     except KeyboardInterrupt:
         print("fast3r: interrupted; no partial files were left behind", file=sys.stderr)
         return 130
     except (ValueError, OSError, ReconstructError) as err:  # bad input: a readable message, no traceback
         print(f"fast3r {args.command}: error: {err}", file=sys.stderr)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
