@@ -5,15 +5,7 @@ import torch
 from PIL import Image
 
 from fast3r.cli import main
-from fast3r.model import Fast3R, Fast3RConfig
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("weights")
-    Fast3R(Fast3RConfig.tiny()).save_pretrained(directory)
-    return directory
+from fast3r.model import Fast3R
 
 
 @pytest.fixture
@@ -32,10 +24,10 @@ def photos(tmp_path):
     return folder
 
 
-def test_reconstruct_command_prints_a_summary_and_writes_files(weights, photos, tmp_path, capsys):
+def test_reconstruct_command_prints_a_summary_and_writes_files(tiny_weights, photos, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
-        ["reconstruct", str(photos), "-o", str(out), "--weights", str(weights), "--size", "224", "--quiet",
+        ["reconstruct", str(photos), "-o", str(out), "--weights", str(tiny_weights), "--size", "224", "--quiet",
          "--export", "ply", "cameras", "colmap", "images"]
     )  # fmt: skip
     assert code == 0
@@ -45,9 +37,9 @@ def test_reconstruct_command_prints_a_summary_and_writes_files(weights, photos, 
     assert Image.open(out / "images" / "photo_2.jpg").size == (320, 240)  # EXIF applied
 
 
-def test_bad_input_is_a_one_line_error_not_a_traceback(weights, tmp_path, capsys):
+def test_bad_input_is_a_one_line_error_not_a_traceback(tiny_weights, tmp_path, capsys):
     missing = tmp_path / "nothing_here"
-    code = main(["reconstruct", str(missing), "-o", str(tmp_path / "o"), "--weights", str(weights), "--quiet"])
+    code = main(["reconstruct", str(missing), "-o", str(tmp_path / "o"), "--weights", str(tiny_weights), "--quiet"])
     err = capsys.readouterr().err
     assert code == 1
     assert "nothing_here" in err and "Traceback" not in err
@@ -59,10 +51,10 @@ def test_missing_weights_directory_is_explained(photos, tmp_path, capsys):
     assert "neither a local directory nor a Hugging Face hub id" in capsys.readouterr().err
 
 
-def test_convert_command(weights, tmp_path, capsys):
-    model = Fast3R.from_pretrained(str(weights))
+def test_convert_command(tiny_weights, tmp_path, capsys):
+    model = Fast3R.from_pretrained(str(tiny_weights))
     torch.save({"model": model.state_dict()}, tmp_path / "ref.pth")
-    code = main(["convert", str(tmp_path / "ref.pth"), str(weights / "config.json"), str(tmp_path / "conv")])
+    code = main(["convert", str(tmp_path / "ref.pth"), str(tiny_weights / "config.json"), str(tmp_path / "conv")])
     assert code == 0
     converted = Fast3R.from_pretrained(str(tmp_path / "conv"))
     assert torch.equal(converted.decoder.dec_norm.weight, model.decoder.dec_norm.weight)

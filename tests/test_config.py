@@ -7,16 +7,6 @@ import torch
 
 from fast3r.model import ConfigError, Fast3R, Fast3RConfig
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-
-
-@pytest.fixture
-def reference() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip("../shared/reference is not present")
-    return REFERENCE
-
-
 def read_key_table(path: Path) -> dict[str, tuple[tuple[int, ...], bool]]:
     rows = {}
     for line in path.read_text().splitlines()[1:]:

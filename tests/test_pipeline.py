@@ -3,19 +3,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from fast3r.model import Fast3R, Fast3RConfig
 from fast3r.pipeline import EXPORTS, ReconstructError, reconstruct
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("weights")
-    Fast3R(Fast3RConfig.tiny()).save_pretrained(directory)
-    return directory
 
 
 def textured(width, height, seed):
@@ -37,9 +27,9 @@ def photos(tmp_path):
     return folder
 
 
-def test_reconstruct_writes_every_export_readable_by_its_tools(weights, photos, tmp_path):
+def test_reconstruct_writes_every_export_readable_by_its_tools(tiny_weights, photos, tmp_path):
     out = tmp_path / "out"
-    result = reconstruct(photos, out, weights=weights, size=128, progress=False)
+    result = reconstruct(photos, out, weights=tiny_weights, size=128, progress=False)
     assert [img.name for img in result.images] == ["a.png", "b.jpg", "c.jpg"]
     assert [img.rgb.shape[:2] for img in result.images] == [(96, 128), (128, 96), (96, 128)]
     assert {p.name for p in result.files} == {
@@ -82,8 +72,8 @@ def test_reconstruct_writes_every_export_readable_by_its_tools(weights, photos, 
     assert not list(out.rglob("*.tmp"))
 
 
-def test_intrinsics_map_back_to_the_original_photo(weights, photos):
-    result = reconstruct(photos, None, weights=weights, size=128, progress=False)
+def test_intrinsics_map_back_to_the_original_photo(tiny_weights, photos):
+    result = reconstruct(photos, None, weights=tiny_weights, size=128, progress=False)
     for image, frame, K_model in zip(result.images, result.frames(), result.cameras.K):
         # the model-image centre is the photo centre after the release's centred crop
         scale = frame.width / image.transform.resized_size[0]
@@ -91,41 +81,41 @@ def test_intrinsics_map_back_to_the_original_photo(weights, photos):
         assert frame.K[0, 2] == pytest.approx((frame.width - 1) / 2, abs=0.6 * scale)
 
 
-def test_existing_output_needs_overwrite(weights, photos, tmp_path):
+def test_existing_output_needs_overwrite(tiny_weights, photos, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ReconstructError, match="--overwrite"):
-        reconstruct(photos, out, weights=weights, size=128, exports=["cameras"], progress=False)
-    reconstruct(photos, out, weights=weights, size=128, exports=["cameras"], overwrite=True, progress=False)
+        reconstruct(photos, out, weights=tiny_weights, size=128, exports=["cameras"], progress=False)
+    reconstruct(photos, out, weights=tiny_weights, size=128, exports=["cameras"], overwrite=True, progress=False)
     assert (out / "cameras.json").is_file() and (out / "keep.txt").read_text() == "mine"
 
 
-def test_bad_files_are_named_or_skipped(weights, photos, tmp_path):
+def test_bad_files_are_named_or_skipped(tiny_weights, photos, tmp_path):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (photos / "empty.png").write_bytes(b"")
     with pytest.raises(ValueError, match="broken.jpg") as info:
-        reconstruct(photos, None, weights=weights, size=128, progress=False)
+        reconstruct(photos, None, weights=tiny_weights, size=128, progress=False)
     assert "empty.png" in str(info.value)
     with pytest.warns(UserWarning, match="broken.jpg"):
-        result = reconstruct(photos, None, weights=weights, size=128, skip_bad=True, progress=False)
+        result = reconstruct(photos, None, weights=tiny_weights, size=128, skip_bad=True, progress=False)
     assert len(result.images) == 3
 
 
-def test_fewer_than_two_views_is_refused(weights, photos, tmp_path):
+def test_fewer_than_two_views_is_refused(tiny_weights, photos, tmp_path):
     with pytest.raises(ReconstructError, match="at least two views"):
-        reconstruct([photos / "a.png"], None, weights=weights, size=128, progress=False)
+        reconstruct([photos / "a.png"], None, weights=tiny_weights, size=128, progress=False)
 
 
-def test_max_views_keeps_an_even_spread(weights, photos):
+def test_max_views_keeps_an_even_spread(tiny_weights, photos):
     for index in range(3, 7):
         textured(320, 240, index).save(photos / f"z{index}.png")
     with pytest.warns(UserWarning, match="keeping 3"):
-        result = reconstruct(photos, None, weights=weights, size=128, max_views=3, progress=False)
+        result = reconstruct(photos, None, weights=tiny_weights, size=128, max_views=3, progress=False)
     assert [img.name for img in result.images] == ["a.png", "z3.png", "z6.png"]
 
 
-def test_unknown_export_is_refused(weights, photos, tmp_path):
+def test_unknown_export_is_refused(tiny_weights, photos, tmp_path):
     with pytest.raises(ReconstructError, match="unknown export"):
-        reconstruct(photos, tmp_path / "o", weights=weights, size=128, exports=["obj"], progress=False)
+        reconstruct(photos, tmp_path / "o", weights=tiny_weights, size=128, exports=["obj"], progress=False)
     assert "obj" not in EXPORTS

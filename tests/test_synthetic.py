@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from fast3r.data.synthetic import (
     TRAJECTORIES,
@@ -18,15 +17,6 @@ from fast3r.data.synthetic import (
 from fast3r.data.synthetic import render
 from fast3r.data.synthetic.cameras import CAMERA_MARGIN
 from fast3r.data.views import View
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small renders: one thread avoids oversubscription on a busy test machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 EMPTY_ROOM = SceneConfig(kind="room", num_objects=(0, 0), num_posters=(0, 0))
 EMPTY_GROUND = SceneConfig(kind="orbit", num_objects=(0, 0), num_background=(0, 0), ground_radius=5.0)

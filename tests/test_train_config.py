@@ -9,7 +9,6 @@ from fast3r.model import Fast3R, Fast3RConfig
 from fast3r.train.activation_checkpointing import enable_activation_checkpointing
 from fast3r.train.command import add_curves_parser, add_train_parser
 from fast3r.train.config import TrainConfigError, load_train_config
-from test_train_resume import one_thread  # noqa: F401  (autouse fixture: one CPU thread)
 
 CONFIGS = sorted(Path("configs").glob("*.toml"))
 

@@ -5,7 +5,6 @@ import torch
 
 from fast3r.data.synthetic import SceneConfig, SyntheticSceneSource
 from fast3r.train.data import DataConfig, plan_step, pool_size, training_batches
-from test_train_resume import one_thread  # noqa: F401  (autouse fixture: one CPU thread)
 
 
 def _first(config, seed=0, start=0, total=2, rank=0, world_size=1):

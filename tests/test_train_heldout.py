@@ -6,7 +6,6 @@ from torch import nn
 
 from fast3r.model import Fast3R, Fast3RConfig
 from fast3r.train.heldout import HeldoutConfig, evaluate_heldout, heldout_views
-from test_train_resume import one_thread  # noqa: F401  (autouse fixture: one CPU thread)
 
 
 class Oracle(nn.Module):

@@ -13,15 +13,6 @@ from fast3r.train.trainer import train
 DETERMINISTIC_COLUMNS = ("step", "loss", "global", "local", "dist_global", "dist_local", "grad_norm", "lr", "num_views", "height")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU run far faster (and reproducibly) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(out_dir, *extra):
     return load_train_config(
         "configs/tiny_cpu.toml",
