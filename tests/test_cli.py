@@ -34,7 +34,8 @@ def test_reconstruct_command_prints_a_summary_and_writes_files(tiny_weights, pho
     text = capsys.readouterr().out
     assert "3 views at 224x224" in text and "points kept" in text and "model" in text
     assert (out / "points.ply").is_file() and (out / "sparse" / "0" / "cameras.bin").is_file()
-    assert Image.open(out / "images" / "photo_2.jpg").size == (320, 240)  # EXIF applied
+    with Image.open(out / "images" / "photo_2.jpg") as saved:
+        assert saved.size == (320, 240)  # EXIF applied
 
 
 def test_bad_input_is_a_one_line_error_not_a_traceback(tiny_weights, tmp_path, capsys):

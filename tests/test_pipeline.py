@@ -58,7 +58,8 @@ def test_reconstruct_writes_every_export_readable_by_its_tools(tiny_weights, pho
             np.testing.assert_allclose(center, frame.c2w[:3, 3], atol=1e-5)
     # original photo sizes, EXIF rotation applied
     assert [(f.width, f.height) for f in result.frames()] == [(320, 240), (240, 320), (320, 240)]
-    assert Image.open(out / "images" / "c.jpg").size == (320, 240)
+    with Image.open(out / "images" / "c.jpg") as saved:
+        assert saved.size == (320, 240)
 
     transforms = json.loads((out / "transforms.json").read_text())
     assert len(transforms["frames"]) == 3
