@@ -59,3 +59,24 @@ def test_convert_command(tiny_weights, tmp_path, capsys):
     assert code == 0
     converted = Fast3R.from_pretrained(str(tmp_path / "conv"))
     assert torch.equal(converted.decoder.dec_norm.weight, model.decoder.dec_norm.weight)
+
+
+def test_reconstruct_real_photos_with_exif_rotation_and_mixed_orientations(tiny_weights, shared_data, tmp_path, capsys):
+    """Middlebury temple photos: one stored sideways with an EXIF rotation, one cropped to portrait."""
+    source = sorted((shared_data / "templering" / "images").glob("*.png"))[:3]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.open(source[0]).save(folder / "landscape.png")
+    Image.open(source[1]).crop((160, 0, 480, 480)).save(folder / "portrait.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown after a 90-degree clockwise turn
+    Image.open(source[2]).convert("RGB").transpose(Image.Transpose.ROTATE_90).save(folder / "sideways.jpg", exif=exif, quality=95)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(folder), "-o", str(out), "--weights", str(tiny_weights), "--size", "512", "--quiet"]) == 0
+    import json
+
+    views = {v["file"]: v for v in json.loads((out / "cameras.json").read_text())["views"]}
+    assert (views["landscape.png"]["width"], views["landscape.png"]["height"]) == (640, 480)
+    assert (views["portrait.png"]["width"], views["portrait.png"]["height"]) == (320, 480)
+    assert (views["sideways.jpg"]["width"], views["sideways.jpg"]["height"]) == (640, 480)
+    assert "3 views at 336x512, 512x384" in capsys.readouterr().out
