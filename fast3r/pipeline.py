@@ -68,14 +68,12 @@ class Reconstruction:
 
     def frames(self) -> list[ExportFrame]:
         """Cameras of the original photos (video frames: the model's images, which are what is saved)."""
-        frames = []
+        frames = self.model_frames()
         for i, image in enumerate(self.images):
             if _has_original_file(image):
                 width, height = image.transform.original_size
                 K = image.transform.K_to_original(self.cameras.K[i])
-                frames.append(ExportFrame(image.name, width, height, K, self.cameras.c2w[i]))
-            else:
-                frames.append(self.model_frames()[i])
+                frames[i] = ExportFrame(image.name, width, height, K, self.cameras.c2w[i])
         return frames
 
     def point_cloud(self, conf_percentile: float = 20.0, voxel_size: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -321,13 +319,14 @@ def export(
 
 
 def _write_npz(path: Path, result: Reconstruction) -> None:
+    frames = result.frames()
     arrays: dict[str, np.ndarray] = {
         "names": np.array(result.names),
         "image_ids": result.image_ids,
         "c2w": result.cameras.c2w,
         "K": result.cameras.K,
-        "K_original": np.stack([f.K for f in result.frames()]),
-        "original_sizes": np.array([(f.width, f.height) for f in result.frames()]),
+        "K_original": np.stack([f.K for f in frames]),
+        "original_sizes": np.array([(f.width, f.height) for f in frames]),
     }
     per_view = {
         "images": [image.rgb for image in result.images],
