@@ -132,3 +132,32 @@ def test_gpu_out_of_memory_gives_advice(tiny_weights, photos, monkeypatch):
     monkeypatch.setattr(Fast3R, "forward", out_of_memory)
     with pytest.raises(ReconstructError, match="fewer views.*--size 224.*bf16"):
         reconstruct(photos, None, weights=tiny_weights, size=128, progress=False)
+
+
+def test_video_input_exports_frames_at_model_resolution(tiny_weights, tmp_path):
+    av = pytest.importorskip("av")
+    path = tmp_path / "walk.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for index in range(20):
+            pixels = np.asarray(textured(160, 120, index))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    out = tmp_path / "out"
+    result = reconstruct(path, out, weights=tiny_weights, size=128, max_frames=4, exports=["images", "cameras"], progress=False)
+    assert len(result.images) == 4
+    names = sorted(p.name for p in (out / "images").iterdir())
+    assert names == [image.name for image in result.images] and all(n.startswith("frame_") for n in names)
+    views = json.loads((out / "cameras.json").read_text())["views"]
+    assert {(v["width"], v["height"]) for v in views} == {(128, 96)}
+    with Image.open(out / "images" / names[0]) as frame:
+        assert frame.size == (128, 96)
+
+
+def test_empty_video_is_a_clear_error(tiny_weights, tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.mp4"):
+        reconstruct(tmp_path / "empty.mp4", None, weights=tiny_weights, size=128, progress=False)
