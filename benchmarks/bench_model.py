@@ -13,10 +13,7 @@ import time
 
 import torch
 
-from fast3r.model import Fast3R, Fast3RConfig, RunOptions
-from fast3r.model import layers
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from fast3r.model import DTYPES, Fast3R, Fast3RConfig, RunOptions, layers
 
 
 def random_model(config: Fast3RConfig, device: str, dtype: torch.dtype) -> Fast3R:

@@ -7,7 +7,8 @@ import time
 import warnings
 from pathlib import Path
 
-from .pipeline import DTYPES, EXPORTS, ReconstructError
+from .model import DTYPES
+from .pipeline import EXPORTS, ReconstructError
 
 
 def add_reconstruct_parser(subparsers) -> None:

@@ -21,11 +21,10 @@ from .io.atomic import atomic_path
 from .io.frames import ExportFrame
 from .io.images import LoadedImage, load_images
 from .io.video import is_video_path
-from .model import Fast3R, RunOptions
+from .model import DTYPES, Fast3R, RunOptions
 
 BUNDLED_WEIGHTS = Path(__file__).parent / "weights" / "fast3r-small-224"
 EXPORTS = ("ply", "glb", "colmap", "nerfstudio", "cameras", "depth", "npz", "preview", "images")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class ReconstructError(RuntimeError):

@@ -11,7 +11,8 @@ import json
 
 from fast3r.eval.datasets import DATASETS
 from fast3r.eval.recon import ALIGNMENTS
-from fast3r.eval.runner import DTYPES, POINT_SOURCES, RESULTS_NAME, TABLE_NAME, TASKS, EvalConfig, run_evaluation
+from fast3r.eval.runner import POINT_SOURCES, RESULTS_NAME, TABLE_NAME, TASKS, EvalConfig, run_evaluation
+from fast3r.model import DTYPES
 
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

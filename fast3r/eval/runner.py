@@ -26,9 +26,9 @@ from tqdm import tqdm
 
 from fast3r.data.views import View
 from fast3r.eval.datasets import (
+    DATASET_TASKS,
     POSE,
     RECON,
-    DATASET_TASKS,
     SYNTHETIC_IMAGE_HW,
     DatasetOptions,
     EvalDataset,
@@ -38,13 +38,13 @@ from fast3r.eval.datasets import (
 from fast3r.eval.pose import THRESHOLDS_DEG, metrics_from_errors, relative_pose_errors
 from fast3r.eval.recon import ALIGNMENTS, reconstruction_metrics
 from fast3r.io.atomic import write_text_atomic
+from fast3r.model import DTYPES
 
 RESULTS_NAME = "results.jsonl"
 SUMMARY_NAME = "summary.json"
 TABLE_NAME = "summary.md"
 CONFIG_NAME = "run_config.json"
 TASKS = (POSE, RECON)
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 POINT_SOURCES = ("local_aligned", "global")
 WEIGHT_PERCENTILE = 85.0
 DEFAULT_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"

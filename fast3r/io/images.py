@@ -255,6 +255,11 @@ def _describe(path: Path | None, name: str) -> str:
     return str(path) if name in ("", path.name) else f"{path} [{name}]"
 
 
+def to_model_range(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB (..., H, W, 3) -> float32 (..., 3, H, W) in [-1, 1]: `(x / 255 - 0.5) / 0.5`, the release's."""
+    return rgb.movedim(-1, -3).to(torch.float32).div(255.0).sub(0.5).div(0.5)
+
+
 def preprocess_image(
     img: Image.Image,
     size: int = 512,
@@ -277,7 +282,7 @@ def preprocess_image(
         raise ValueError(f"{_describe(path, name)}: aspect ratio of {width0}x{height0} is too "
                          f"extreme; at size {size} it would crop to {crop_w}x{crop_h}")
     rgb = np.array(resized.crop(box), dtype=np.uint8)  # (H, W, 3)
-    tensor = torch.from_numpy(rgb).permute(2, 0, 1).to(torch.float32).div(255.0).sub(0.5).div(0.5)
+    tensor = to_model_range(torch.from_numpy(rgb))
     transform = ImageTransform(original_size=(width0, height0), resized_size=resized.size,
                                crop_box=box)
     return LoadedImage(path=path, name=name, tensor=tensor.contiguous(), rgb=rgb,

@@ -18,6 +18,7 @@ from .encoder import ViTEncoder
 from .fusion import FusionDecoder
 
 ImageIds = Sequence[float] | torch.Tensor | str | None
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # precisions by name
 
 
 @dataclass

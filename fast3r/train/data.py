@@ -31,6 +31,7 @@ from fast3r.data.synthetic import TRAJECTORIES, SceneConfig, SyntheticSceneSourc
 from fast3r.data.synthetic.scene import SCENE_KINDS
 from fast3r.data.transforms import TRAINING_AUGMENT, AugmentConfig
 from fast3r.data.views import View
+from fast3r.io.images import to_model_range
 
 from .heldout import HELDOUT_SEED_BASE
 
@@ -317,7 +318,7 @@ class _PoolBatches:
             valid = depth > 0
             views.append(
                 {
-                    "img": image.permute(0, 3, 1, 2).float().div(127.5).sub(1.0),
+                    "img": to_model_range(image),
                     "pts3d": torch.where(valid[..., None], world, 0.0),
                     "valid": valid,
                     "camera_pose": c2w,

@@ -18,6 +18,7 @@ from fast3r.data.synthetic import TRAJECTORIES, SceneConfig, render_scene
 from fast3r.data.views import View
 from fast3r.eval.pose import metrics_from_errors, relative_pose_errors
 from fast3r.geometry import cameras_from_pointmaps
+from fast3r.io.images import to_model_range
 
 from .loss import ViewTarget, pointmap_loss
 
@@ -67,7 +68,7 @@ def _image_ids(mode: str, num_views: int) -> list[float] | str | None:
 def _views_to_tensors(views: list[View], device: torch.device) -> tuple[list[torch.Tensor], list[ViewTarget]]:
     images, targets = [], []
     for view in views:
-        image = torch.from_numpy(view.image).permute(2, 0, 1).float().div(127.5).sub(1.0)  # (3, H, W) in [-1, 1]
+        image = to_model_range(torch.from_numpy(view.image))  # (3, H, W)
         images.append(image[None].to(device))
         targets.append(
             ViewTarget(
