@@ -112,7 +112,9 @@ def test_sample_fields_are_consistent() -> None:
         camera = torch.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], -1)
         world = camera @ pose[:3, :3].T + pose[:3, 3]
         torch.testing.assert_close(view["pts3d"][view["valid"]].double(), world[view["valid"]], atol=1e-4, rtol=1e-4)
-    # The same surface point seen from two sampled views: depth in view 1 agrees with view 0's points.
+    # The same surface point seen from two sampled views: depth in view 1 agrees with view 0's points,
+    # except where view 1 sees a nearer surface (occlusion). Seeing a surface beyond one of view 0's
+    # points would mean looking through it: only pixel rounding at depth edges may do that.
     points = views[0]["pts3d"][views[0]["valid"]].double()
     w2c = torch.linalg.inv(views[1]["camera_pose"].double())
     camera = points @ w2c[:3, :3].T + w2c[:3, 3]
@@ -120,7 +122,8 @@ def test_sample_fields_are_consistent() -> None:
     inside = (camera[:, 2] > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < 40) & (uv[:, 1] >= 0) & (uv[:, 1] < 32)
     depth_there = views[1]["depth"][uv[inside, 1], uv[inside, 0]].double()
     agree = (depth_there - camera[inside, 2]).abs() < 0.05 * camera[inside, 2]
-    assert inside.sum() > 100 and agree.float().mean() > 0.5
+    see_through = depth_there > 1.05 * camera[inside, 2]
+    assert inside.sum() > 100 and agree.float().mean() > 0.3 and see_through.float().mean() < 0.15
 
 
 def test_samples_are_deterministic_per_seed_epoch_index() -> None:

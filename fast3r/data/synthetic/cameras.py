@@ -1,5 +1,9 @@
-"""Camera intrinsics and trajectories (orbit, walk, random look-at) for synthetic scenes.
+"""Camera intrinsics and trajectories for synthetic scenes.
 
+Wide-baseline: "orbit" (up to a full circle), "walk" (forward motion), "random" (anywhere, looking
+anywhere in the middle). Capture-like, every view sharing the region the first one sees: "arc" (part of
+an orbit, at most 150 degrees around objects, 90 in a room) and "handheld" (unordered shots of one
+region from nearby places, as when someone photographs a thing or a corner by walking around it).
 Poses are camera-to-world 4x4 in OpenCV camera axes (x right, y down, z forward); the world has z up.
 """
 from __future__ import annotations
@@ -8,7 +12,10 @@ import numpy as np
 
 from .scene import Scene
 
-TRAJECTORIES = ("orbit", "walk", "random")
+TRAJECTORIES = ("orbit", "walk", "random", "arc", "handheld")
+WIDE_BASELINE = ("orbit", "walk", "random")
+CAPTURE_LIKE = ("arc", "walk", "handheld")
+_ROLL_DEG = {"orbit": 0.0, "arc": 0.0, "walk": 3.0, "random": 3.0, "handheld": 8.0}  # largest camera roll
 CAMERA_MARGIN = 0.35  # metres between a camera and any surface
 _MAX_ATTEMPTS = 200
 
@@ -40,18 +47,21 @@ def _direction(yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(pitch) * np.cos(yaw), np.cos(pitch) * np.sin(yaw), np.sin(pitch)], axis=-1)
 
 
-def _orbit(scene: Scene, rng: np.random.Generator, num_views: int) -> tuple[np.ndarray, np.ndarray]:
-    """Eyes on an arc around the scene centre, all looking inwards."""
+def _orbit(
+    scene: Scene, rng: np.random.Generator, num_views: int, room_span: tuple[float, float] = (90, 240),
+    object_span: tuple[float, float] = (120, 360),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Eyes on an arc (span in degrees) around the scene centre, all looking inwards."""
     if scene.room is not None:
         centre = scene.centre + np.array([*rng.uniform(-0.1, 0.1, size=2) * scene.room[:2], 0.0])
         radius = rng.uniform(0.22, 0.38) * min(scene.room[0], scene.room[1])
         heights = np.full(num_views, rng.uniform(1.2, 1.9))
-        span = np.radians(rng.uniform(90, 240))
+        span = np.radians(rng.uniform(*room_span))
     else:
         centre = scene.centre.copy()
         radius = rng.uniform(2.0, 3.5)
         heights = radius * np.tan(np.radians(rng.uniform(10, 45) + rng.uniform(-4, 4, size=num_views)))
-        span = np.radians(rng.uniform(120, 360))
+        span = np.radians(rng.uniform(*object_span))
     steps = max(num_views - 1, 1) if span < 2 * np.pi - 1e-9 else num_views
     angles = rng.uniform(0, 2 * np.pi) + span * np.arange(num_views) / steps
     eyes = np.stack([centre[0] + radius * np.cos(angles), centre[1] + radius * np.sin(angles), heights], axis=1)
@@ -87,24 +97,59 @@ def _walk(scene: Scene, rng: np.random.Generator, num_views: int) -> tuple[np.nd
     return eyes, eyes + _direction(yaw, pitches)
 
 
+def _room_eye_space(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Corners (low, high) of the box where a camera may stand in a room: 0.6 m from the walls, 1-2 m up."""
+    return np.array([0.6, 0.6, 1.0]), np.array([scene.room[0] - 0.6, scene.room[1] - 0.6, 2.0])
+
+
+def _eyes_around_objects(rng: np.random.Generator, num_views: int, azimuth_window_deg: tuple[float, float]) -> np.ndarray:
+    """(num_views, 3) eyes 2-4 m from the origin, 10-50 degrees up, in an azimuth window whose width is
+    drawn from `azimuth_window_deg`."""
+    distance = rng.uniform(2.0, 4.0, size=num_views)
+    azimuth = rng.uniform(0, 2 * np.pi) + rng.uniform(0, np.radians(rng.uniform(*azimuth_window_deg)), size=num_views)
+    elevation = np.radians(rng.uniform(10, 50, size=num_views))
+    return distance[:, None] * _direction(azimuth, elevation)
+
+
 def _random(scene: Scene, rng: np.random.Generator, num_views: int) -> tuple[np.ndarray, np.ndarray]:
     """Eyes anywhere in free space, each looking at a random point in the middle of the scene."""
     if scene.room is not None:
-        low, high = np.array([0.6, 0.6, 1.0]), np.array([scene.room[0] - 0.6, scene.room[1] - 0.6, 2.0])
+        low, high = _room_eye_space(scene)
         eyes = rng.uniform(low, high, size=(num_views, 3))
         target_low = np.array([0.3 * scene.room[0], 0.3 * scene.room[1], 0.3])
         target_high = np.array([0.7 * scene.room[0], 0.7 * scene.room[1], 1.5])
         targets = rng.uniform(target_low, target_high, size=(num_views, 3))
     else:
-        distance = rng.uniform(2.0, 4.0, size=num_views)
-        azimuth = rng.uniform(0, 2 * np.pi) + rng.uniform(0, np.radians(rng.uniform(90, 360)), size=num_views)
-        elevation = np.radians(rng.uniform(10, 50, size=num_views))
-        eyes = distance[:, None] * _direction(azimuth, elevation)
+        eyes = _eyes_around_objects(rng, num_views, azimuth_window_deg=(90, 360))
         targets = scene.centre + rng.normal(0, 0.25, size=(num_views, 3))
     return eyes, targets
 
 
-_SAMPLERS = {"orbit": _orbit, "walk": _walk, "random": _random}
+def _arc(scene: Scene, rng: np.random.Generator, num_views: int) -> tuple[np.ndarray, np.ndarray]:
+    """Part of an orbit: 40-150 degrees around objects, 30-90 degrees inside a room."""
+    return _orbit(scene, rng, num_views, room_span=(30, 90), object_span=(40, 150))
+
+
+def _handheld(scene: Scene, rng: np.random.Generator, num_views: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unordered shots of one region from nearby places: eyes scattered around a base position (in a
+    room) or within an azimuth window of 30-120 degrees (objects), all aimed near one point."""
+    if scene.room is not None:
+        low, high = _room_eye_space(scene)
+        target = rng.uniform([0.3 * scene.room[0], 0.3 * scene.room[1], 0.4], [0.7 * scene.room[0], 0.7 * scene.room[1], 1.3])
+        base = rng.uniform(low, high)
+        for _ in range(20):  # stand back from the target, as a photographer would
+            if np.linalg.norm((base - target)[:2]) >= 1.5:
+                break
+            base = rng.uniform(low, high)
+        eyes = np.clip(base + rng.uniform([-0.6, -0.6, -0.3], [0.6, 0.6, 0.3], size=(num_views, 3)), low, high)
+        targets = target + rng.normal(0, 0.25, size=(num_views, 3))
+    else:
+        eyes = _eyes_around_objects(rng, num_views, azimuth_window_deg=(30, 120))
+        targets = scene.centre + rng.normal(0, 0.2, size=(num_views, 3))
+    return eyes, targets
+
+
+_SAMPLERS = {"orbit": _orbit, "walk": _walk, "random": _random, "arc": _arc, "handheld": _handheld}
 
 
 def sample_trajectory(scene: Scene, rng: np.random.Generator, num_views: int, trajectory: str) -> tuple[Scene, np.ndarray]:
@@ -125,5 +170,5 @@ def sample_trajectory(scene: Scene, rng: np.random.Generator, num_views: int, tr
             break
     else:
         scene = scene.without_objects_near(eyes, CAMERA_MARGIN)
-    rolls = np.radians(rng.uniform(-3, 3, size=num_views)) if trajectory != "orbit" else np.zeros(num_views)
+    rolls = np.radians(rng.uniform(-1, 1, size=num_views) * _ROLL_DEG[trajectory])
     return scene, np.stack([look_at(eye, target, roll) for eye, target, roll in zip(eyes, targets, rolls)])
