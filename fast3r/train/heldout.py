@@ -28,12 +28,14 @@ IMAGE_ID_MODES = ("spread", "sequential", "random")
 
 @dataclass
 class HeldoutConfig:
-    """view_counts: N values to evaluate; scenes: scenes per N (alternating room / orbit and cycling the
-    trajectories); image_ids: "spread" (evenly over the model's index table, the inference default),
-    "sequential" (0..N-1) or "random" (view 0 at 0, others distinct from 1..table-1, seeded per scene)."""
+    """view_counts: N values to evaluate; scenes: scenes per N (alternating room / orbit and cycling
+    `trajectories`, best the training data's); image_ids: "spread" (evenly over the model's index table,
+    the inference default), "sequential" (0..N-1) or "random" (view 0 at 0, others distinct from
+    1..table-1, seeded per scene)."""
 
     view_counts: list[int] = field(default_factory=lambda: [8, 32, 128])
     scenes: int = 6
+    trajectories: list[str] = field(default_factory=lambda: list(TRAJECTORIES))
     seed_base: int = HELDOUT_SEED_BASE
     resolution: tuple[int, int] = (224, 224)
     image_ids: str = "spread"
@@ -44,16 +46,23 @@ class HeldoutConfig:
             raise ValueError(f"heldout.view_counts must be numbers >= 2, got {self.view_counts}")
         if self.scenes < 0:
             raise ValueError(f"heldout.scenes must be >= 0, got {self.scenes}")
+        unknown = [name for name in self.trajectories if name not in TRAJECTORIES]
+        if unknown or not self.trajectories:
+            raise ValueError(f"heldout.trajectories must be some of {TRAJECTORIES}, got {self.trajectories}")
         if self.image_ids not in IMAGE_ID_MODES:
             raise ValueError(f"heldout.image_ids must be one of {IMAGE_ID_MODES}, got {self.image_ids!r}")
         if len(self.resolution) != 2 or any(int(s) % 16 or int(s) <= 0 for s in self.resolution):
             raise ValueError(f"heldout.resolution must be [H, W], multiples of 16, got {self.resolution}")
 
 
+def heldout_trajectory(config: HeldoutConfig, index: int) -> tuple[str, str]:
+    """(scene kind, trajectory) of the `index`-th held-out scene."""
+    return ("room", "orbit")[index % 2], config.trajectories[(index // 2) % len(config.trajectories)]
+
+
 def heldout_views(config: HeldoutConfig, index: int, num_views: int) -> list[View]:
     """The `index`-th held-out scene with `num_views` views."""
-    kind = ("room", "orbit")[index % 2]
-    trajectory = TRAJECTORIES[(index // 2) % len(TRAJECTORIES)]
+    kind, trajectory = heldout_trajectory(config, index)
     height, width = (int(s) for s in config.resolution)
     seed = config.seed_base + index
     return render_scene(seed, num_views, height, width, trajectory, config.render_device, SceneConfig(kind=kind))
@@ -104,8 +113,9 @@ def evaluate_heldout(
     """{"<N>": metrics} for every N in config.view_counts, plus the settings used under "settings".
 
     Metrics per N: RRA/RTA at 5/15/30 and both mAA(30) variants in percent (pairs pooled over scenes),
-    mean loss, mean seconds per forward pass, scene count, and failed_scenes (no cameras could be
-    recovered: their pairs count as errors of 180 / 90 degrees). Runs in eval mode and restores the mode after.
+    the same under "by_trajectory" for the scenes of each trajectory, mean loss, mean seconds per
+    forward pass, scene count, and failed_scenes (no cameras could be recovered: their pairs count as
+    errors of 180 / 90 degrees). Runs in eval mode and restores the mode after.
     """
     config.validate()
     device = torch.device(device)
@@ -117,6 +127,7 @@ def evaluate_heldout(
             "seed_base": config.seed_base,
             "resolution": list(config.resolution),
             "image_ids": config.image_ids,
+            "trajectories": list(config.trajectories),
             "camera_method": "cameras_from_pointmaps auto: local-to-global Sim(3) alignment",
             "pairs": "pooled over scenes",
         }
@@ -124,9 +135,11 @@ def evaluate_heldout(
     try:
         for num_views in config.view_counts:
             rotation, translation, losses, seconds, failed = [], [], [], [], 0
+            trajectories = []
             desc = f"held-out {num_views} views"
             for index in tqdm(range(config.scenes), desc=desc, disable=not progress, leave=False):
                 views = heldout_views(config, index, num_views)
+                trajectories.append(heldout_trajectory(config, index)[1])
                 images, targets = _views_to_tensors(views, device)
                 generator = torch.Generator().manual_seed(config.seed_base + index)
                 ids = _image_ids(config.image_ids, num_views)
@@ -154,6 +167,13 @@ def evaluate_heldout(
             if not rotation:
                 continue
             metrics = metrics_from_errors(np.concatenate(rotation), np.concatenate(translation))
+            metrics["by_trajectory"] = {
+                name: metrics_from_errors(
+                    np.concatenate([r for r, t in zip(rotation, trajectories) if t == name]),
+                    np.concatenate([e for e, t in zip(translation, trajectories) if t == name]),
+                )
+                for name in dict.fromkeys(trajectories)
+            }
             metrics.update(
                 loss=float(np.mean(losses)),
                 seconds_per_forward=float(np.mean(seconds)),
