@@ -8,6 +8,7 @@
 #   fast3r_small_pool1000/ (fp16 export in 16 MB shards: config.json, index, 3 shards).
 # Usage: benchmarks/train_small.sh OUT_DIR [--set KEY=VALUE ...]   (extra settings go to both runs)
 # Work files (checkpoints, logs, fp32 exports) go to $TRAIN_WORK (default /tmp/fast3r_train_small).
+# RUNS="pool1000" trains the release model alone (the whole GPU and all CPU cores for one run).
 set -u
 OUT_DIR=${1:?usage: benchmarks/train_small.sh OUT_DIR [--set KEY=VALUE ...]}
 shift
@@ -16,6 +17,7 @@ TIME_LIMIT_MINUTES=${TIME_LIMIT_MINUTES:-6.3}
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT_DIR" "$WORK"
+RUNS=${RUNS:-pool1000 sequential}
 rm -rf "$WORK/pool1000" "$WORK/sequential"
 start=$(date +%s)
 
@@ -27,16 +29,23 @@ train() {  # name config [extra args]
   echo "$name: exit $? after $(( $(date +%s) - start )) s"
 }
 
-train pool1000 configs/small_synthetic_224.toml "$@" &
-train sequential configs/small_synthetic_224_sequential.toml "$@" &
+reports=()
+for name in $RUNS; do
+  case $name in
+    pool1000) config=configs/small_synthetic_224.toml ;;
+    sequential) config=configs/small_synthetic_224_sequential.toml ;;
+    *) echo "unknown run $name (RUNS takes pool1000 and/or sequential)"; exit 2 ;;
+  esac
+  train "$name" "$config" "$@" &
+  reports+=("$name=$WORK/$name")
+done
 wait
 
-for name in pool1000 sequential; do
+for name in $RUNS; do
   echo "----- $name (last lines of $WORK/$name.log)"
   tail -n 5 "$WORK/$name.log"
 done
-python benchmarks/train_small_report.py "$OUT_DIR" pool1000="$WORK/pool1000" sequential="$WORK/sequential" \
-  || echo "report failed"
+python benchmarks/train_small_report.py "$OUT_DIR" "${reports[@]}" || echo "report failed"
 if [ -d "$WORK/pool1000/model_fp16" ]; then
   rm -rf "$OUT_DIR/fast3r_small_pool1000"
   cp -r "$WORK/pool1000/model_fp16" "$OUT_DIR/fast3r_small_pool1000"
