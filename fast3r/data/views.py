@@ -53,3 +53,21 @@ class View:
         pts = self.points_camera().astype(np.float64)
         world = pts @ self.c2w[:3, :3].T + self.c2w[:3, 3]
         return np.where(self.valid[..., None], world, 0.0).astype(np.float32)
+
+
+def visible_share(view: View, other: View, tolerance: float = 0.05) -> float:
+    """Share of `view`'s known points that `other` sees: in front of it, inside its image, and not hidden
+    (its depth at that pixel within `tolerance`, relative, of the point's, plus 2 cm). Needs both depths."""
+    points = view.points_world()[view.valid].astype(np.float64)
+    if not len(points):
+        return 0.0
+    world_to_camera = np.linalg.inv(other.c2w)
+    camera = points @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+    camera = camera[camera[:, 2] > 1e-6]
+    pixels = camera @ other.K.T
+    u = np.floor(pixels[:, 0] / pixels[:, 2] + 0.5).astype(int)  # pixel centres at integer coordinates
+    v = np.floor(pixels[:, 1] / pixels[:, 2] + 0.5).astype(int)
+    inside = (u >= 0) & (u < other.width) & (v >= 0) & (v < other.height)
+    z = camera[inside, 2]
+    unhidden = np.abs(other.depth[v[inside], u[inside]] - z) < tolerance * z + 0.02
+    return float(unhidden.sum() / len(points))
