@@ -18,15 +18,9 @@ import torch
 
 from fast3r.data.synthetic import TRAJECTORIES, SceneConfig, render_scene
 from fast3r.data.views import View, visible_share
+from fast3r.eval.pose import rotation_angle_deg
 from fast3r.io.atomic import write_text_atomic
 from fast3r.train.loss import ViewTarget, pointmap_loss
-
-
-def rotation_from_first_deg(c2w: np.ndarray) -> np.ndarray:
-    """(N-1,) angles in degrees between view 0's rotation and each other view's."""
-    relative = np.einsum("ji,njk->nik", c2w[0, :3, :3], c2w[1:, :3, :3])
-    cosine = (np.trace(relative, axis1=1, axis2=2) - 1) / 2
-    return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
 
 def identity_pose_error(views: list[View]) -> float:
@@ -57,7 +51,8 @@ def main() -> None:
             for seed in range(args.scenes):
                 views = render_scene(seed, args.views, args.size, args.size, trajectory, config=SceneConfig(kind=kind))
                 shares += [visible_share(views[0], other) for other in views[1:]]
-                angles += list(rotation_from_first_deg(np.stack([view.c2w for view in views])))
+                rotations = np.stack([view.c2w[:3, :3] for view in views])
+                angles += list(rotation_angle_deg(np.broadcast_to(rotations[0], rotations[1:].shape), rotations[1:]))
                 errors.append(identity_pose_error(views))
             row = {"kind": kind, "trajectory": trajectory, "visible_share": float(np.mean(shares)),
                    "rotation_deg": float(np.mean(angles)), "identity_pose_dist_global": float(np.mean(errors))}  # fmt: skip
