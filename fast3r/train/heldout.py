@@ -135,11 +135,9 @@ def evaluate_heldout(
     try:
         for num_views in config.view_counts:
             rotation, translation, losses, seconds, failed = [], [], [], [], 0
-            trajectories = []
             desc = f"held-out {num_views} views"
             for index in tqdm(range(config.scenes), desc=desc, disable=not progress, leave=False):
                 views = heldout_views(config, index, num_views)
-                trajectories.append(heldout_trajectory(config, index)[1])
                 images, targets = _views_to_tensors(views, device)
                 generator = torch.Generator().manual_seed(config.seed_base + index)
                 ids = _image_ids(config.image_ids, num_views)
@@ -167,6 +165,7 @@ def evaluate_heldout(
             if not rotation:
                 continue
             metrics = metrics_from_errors(np.concatenate(rotation), np.concatenate(translation))
+            trajectories = [heldout_trajectory(config, index)[1] for index in range(config.scenes)]  # one per scene
             metrics["by_trajectory"] = {
                 name: metrics_from_errors(
                     np.concatenate([r for r, t in zip(rotation, trajectories) if t == name]),
