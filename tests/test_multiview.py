@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fast3r.data.multiview import MultiViewBatchSampler, MultiViewDataset, SampleKey, collate_views
-from fast3r.data.synthetic import SyntheticSceneSource, build_scene, look_at, render_views
+from fast3r.data.synthetic import WIDE_BASELINE, SyntheticSceneSource, build_scene, look_at, render_views
 from fast3r.data.synthetic.scene import SceneConfig
 from fast3r.data.transforms import TRAINING_AUGMENT, AugmentConfig, colour_jitter, crop_resize
 from fast3r.data.views import View
@@ -86,7 +86,8 @@ def test_colour_jitter() -> None:
 
 @functools.lru_cache(maxsize=None)
 def _cached_scene(index: int) -> tuple[View, ...]:
-    return tuple(SyntheticSceneSource(num_views=5, height=48, width=64)(index))
+    # the trajectories named, so that adding one to the generator does not change these scenes
+    return tuple(SyntheticSceneSource(num_views=5, height=48, width=64, trajectories=WIDE_BASELINE)(index))
 
 
 def cached_source(index: int) -> list[View]:
@@ -123,7 +124,7 @@ def test_sample_fields_are_consistent() -> None:
     depth_there = views[1]["depth"][uv[inside, 1], uv[inside, 0]].double()
     agree = (depth_there - camera[inside, 2]).abs() < 0.05 * camera[inside, 2]
     see_through = depth_there > 1.05 * camera[inside, 2]
-    assert inside.sum() > 100 and agree.float().mean() > 0.3 and see_through.float().mean() < 0.15
+    assert inside.sum() > 100 and agree.float().mean() > 0.5 and see_through.float().mean() < 0.15
 
 
 def test_samples_are_deterministic_per_seed_epoch_index() -> None:
