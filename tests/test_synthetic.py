@@ -140,7 +140,9 @@ def test_ray_batching_does_not_change_the_pixels(monkeypatch: pytest.MonkeyPatch
     banded_image, banded_depth = render_views(scene, K, c2w, 24, 32)
     monkeypatch.setitem(render.RAY_BLOCKS, "cpu", (2000, True))  # two whole views per block
     grouped_image, grouped_depth = render_views(scene, K, c2w, 24, 32)
-    np.testing.assert_allclose(grouped_depth, banded_depth, rtol=1e-6)
+    # float32 ray casts: a different batch shape may round differently (seen: 6e-6 relative on one
+    # CPU's vector width); a pixel from the wrong ray differs by far more
+    np.testing.assert_allclose(grouped_depth, banded_depth, rtol=5e-5)
     assert np.abs(grouped_image.astype(int) - banded_image).max() <= 1
 
 
