@@ -91,3 +91,21 @@ def test_cli_parsers(tmp_path):
     else:
         assert code == 0
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_empty_config_and_unknown_keys_are_refused_in_one_line(tmp_path, capsys):
+    from fast3r.cli import main
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing set\n")
+    typo = tmp_path / "typo.toml"
+    typo.write_text("steps = 2\n[optim]\nlrr = 1e-3\n")
+    assert main(["train", str(empty), "--out", str(tmp_path / "run")]) == 1
+    assert main(["train", str(typo), "--out", str(tmp_path / "run")]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("fast3r train: error: ") for line in lines)
+    assert f"{empty}: empty config" in lines[0]
+    assert f"{typo}: unknown key 'optim.lrr' (known: optim.lr, optim.min_lr," in lines[1]
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+    with pytest.raises(TrainConfigError, match=r"--set model\.presett=tiny: unknown key 'model\.presett'"):
+        load_train_config("configs/tiny_cpu.toml", ["model.presett=tiny"])

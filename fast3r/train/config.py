@@ -161,11 +161,12 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
 
 def _fill(instance: Any, table: dict[str, Any], where: str) -> None:
     """Set the dataclass `instance`'s fields from a TOML table, recursing into nested dataclasses."""
-    names = {f.name for f in dataclasses.fields(instance)}
+    names = [f.name for f in dataclasses.fields(instance)]
     for key, value in table.items():
         path = f"{where}{key}"
         if key not in names:
-            raise TrainConfigError(f"unknown setting {path!r}; known: {', '.join(sorted(names))}")
+            known = ", ".join(f"{where}{name}" for name in names)
+            raise TrainConfigError(f"unknown key {path!r} (known: {known})")
         current = getattr(instance, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -188,7 +189,8 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a TOML file (None: the defaults), apply `section.key=value` overrides, and validate."""
+    """Read a TOML file (None: the defaults), apply `section.key=value` overrides, and validate. An
+    empty file and an unknown key are refused, naming the file (and the key)."""
     config = TrainConfig()
     source = "defaults"
     if path is not None:
@@ -199,6 +201,8 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | tup
             raise TrainConfigError(f"cannot read training config {path}: {err.strerror or err}") from err
         except tomllib.TOMLDecodeError as err:
             raise TrainConfigError(f"{path} is not valid TOML: {err}") from err
+        if not table:
+            raise TrainConfigError(f"{path}: empty config (no settings); start from one in configs/, e.g. configs/tiny_cpu.toml")
         try:
             _fill(config, table, "")
         except TrainConfigError as err:
@@ -208,7 +212,10 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | tup
         nested: dict[str, Any] = {keys[-1]: value}
         for key in reversed(keys[:-1]):
             nested = {key: nested}
-        _fill(config, nested, "")
+        try:
+            _fill(config, nested, "")
+        except TrainConfigError as err:
+            raise TrainConfigError(f"--set {override}: {err}") from err
     try:
         config.validate()
     except ValueError as err:
