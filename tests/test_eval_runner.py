@@ -141,3 +141,15 @@ def test_cli_runs_pose_and_recon_on_a_co3d_fixture_with_saved_weights(tmp_path, 
     recon = json.loads((tmp_path / "recon" / "summary.json").read_text())["mean_over_samples"]
     assert recon["num_pred_points"] == 3000 and np.isfinite(recon["accuracy_mean"])
     assert "accuracy_mean" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("weights", ["missing_dir", "nobody/no-such-model"])
+def test_bad_weights_fail_before_anything_is_written(tmp_path, monkeypatch, capsys, weights):
+    from fast3r.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    code = main(["eval", "pose", "--dataset", "synthetic", "--views", "2", "--num-samples", "1", "--size", "224",
+                 "--weights", weights, "--out", "eval_out", "--device", "cpu", "--no-progress"])  # fmt: skip
+    assert code == 1 and "fast3r eval: error:" in capsys.readouterr().err
+    assert not (tmp_path / "eval_out").exists()

@@ -307,18 +307,18 @@ def _read_results(path: Path) -> dict[str, dict]:
 
 
 def _check_run_config(out_dir: Path, config: EvalConfig) -> None:
+    """Refuse an output folder holding results made with other settings; writes nothing."""
     path = out_dir / CONFIG_NAME
+    if not path.is_file():
+        return
     settings = config.settings()
-    if path.is_file():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        if previous != settings:
-            changed = sorted(key for key in set(previous) | set(settings) if previous.get(key) != settings.get(key))
-            raise ValueError(
-                f"{out_dir} holds results made with other settings ({', '.join(changed)} differ); "
-                "choose another --out or delete that folder"
-            )
-    else:
-        write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    if previous != settings:
+        changed = sorted(key for key in set(previous) | set(settings) if previous.get(key) != settings.get(key))
+        raise ValueError(
+            f"{out_dir} holds results made with other settings ({', '.join(changed)} differ); "
+            "choose another --out or delete that folder"
+        )
 
 
 def load_model(config: EvalConfig, device: torch.device) -> torch.nn.Module:
@@ -352,6 +352,8 @@ def run_evaluation(config: EvalConfig, model: torch.nn.Module | None = None) -> 
     if todo:
         device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model = (model if model is not None else load_model(config, device)).to(device).eval()
+        # Inputs and weights are confirmed: only now is anything written.
+        write_text_atomic(out_dir / CONFIG_NAME, json.dumps(config.settings(), indent=2) + "\n")
         for sample in tqdm(todo, desc=f"{config.task} {config.dataset}", unit="sample", disable=not config.progress):
             try:
                 results[sample.sample_id] = evaluate_sample(config, dataset, sample, model, device)
