@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -30,6 +30,8 @@ class RunOptions:
     output_device:       where per-view outputs are moved as they are produced (e.g. "cpu").
     attention_query_chunk: split fusion attention queries into chunks of this many tokens.
     mlp_token_chunk:     at inference, run the fusion MLPs over this many tokens at a time.
+    on_step:             called as on_step(stage, count) after each unit of work: ("encoder", views),
+                         ("fusion", 1) per block, ("heads", views); for progress displays.
     """
 
     encoder_chunk_views: int = 64
@@ -37,6 +39,7 @@ class RunOptions:
     output_device: torch.device | str | None = None
     attention_query_chunk: int | None = None
     mlp_token_chunk: int | None = 262_144
+    on_step: Callable[[str, int], None] | None = None
 
 
 class Fast3R(nn.Module):
@@ -83,17 +86,48 @@ class Fast3R(nn.Module):
         local head, pts3d_local (B, H, W, 3), conf_local (B, H, W). Outputs are fp32.
         """
         options = options or RunOptions()
-        images = self._check_views(views)
-        num_views = len(images)
-        ids = self.image_ids(num_views, image_ids, generator).to(images[0].device)
+        images = self.check_views(views)
+        ids = self.image_ids(len(images), image_ids, generator).to(images[0].device)
+        tokens = self.encode(images, options)  # N x (B, P_i, D_enc)
+        return self.decode(tokens, [tuple(image.shape[-2:]) for image in images], ids, options)
 
-        tokens = self._encode(images, options.encoder_chunk_views)  # N x (B, P_i, D_enc)
+    def encode(self, images: list[torch.Tensor], options: RunOptions | None = None) -> list[torch.Tensor]:
+        """Encoder tokens N x (B, P_i, D_enc) of checked views (see `check_views`), in view order.
+
+        Views can be encoded in several calls (e.g. while later photos are still being decoded) and their
+        tokens concatenated before `decode`: the encoder sees each view alone.
+        """
+        options = options or RunOptions()
+        tokens: list[torch.Tensor | None] = [None] * len(images)
+        for group in _chunks_of_equal_size(images, options.encoder_chunk_views):
+            batch = images[group[0]].shape[0]
+            encoded = self.encoder(torch.cat([images[i] for i in group]))  # (n*B, P, D)
+            for position, index in enumerate(group):
+                tokens[index] = encoded[position * batch : (position + 1) * batch]
+            _report(options, "encoder", len(group))
+        return tokens
+
+    def decode(
+        self,
+        tokens: list[torch.Tensor],  # N x (B, P_i, D_enc)
+        image_sizes: Sequence[tuple[int, int]],  # N x (H_i, W_i)
+        image_ids: torch.Tensor,  # (N,) from `image_ids`
+        options: RunOptions | None = None,
+    ) -> list[dict[str, torch.Tensor]]:
+        """Fusion transformer over all views' tokens, then the heads: one output dict per view.
+        Empties `tokens` once they are fused, so the encoder tokens do not outlive the fusion input."""
+        options = options or RunOptions()
         tokens_per_view = [t.shape[1] for t in tokens]
         hooks = self.decoder(
-            torch.cat(tokens, dim=1), tokens_per_view, ids, options.attention_query_chunk, options.mlp_token_chunk
+            torch.cat(tokens, dim=1),
+            tokens_per_view,
+            image_ids.to(tokens[0].device),
+            options.attention_query_chunk,
+            options.mlp_token_chunk,
+            on_block=None if options.on_step is None else lambda: options.on_step("fusion", 1),
         )  # 4 x (B, sum P_i, D)
-        del tokens
-        return self._decode_heads(images, hooks, tokens_per_view, options)
+        tokens.clear()
+        return self._decode_heads(image_sizes, hooks, tokens_per_view, options)
 
     def image_ids(self, num_views: int, image_ids: ImageIds, generator: torch.Generator | None = None) -> torch.Tensor:
         """(N,) float64 image indices for the fusion transformer."""
@@ -117,7 +151,8 @@ class Fast3R(nn.Module):
         return ids
 
     # ----- steps -----
-    def _check_views(self, views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def check_views(self, views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Views as (B, 3, H, W) tensors on the model's device and dtype; raises on bad shapes."""
         if isinstance(views, torch.Tensor) or not isinstance(views, Sequence):
             raise TypeError("views must be a list of per-view image tensors, each (3, H, W) or (B, 3, H, W)")
         if len(views) == 0:
@@ -142,19 +177,9 @@ class Fast3R(nn.Module):
             images.append(view.to(device=param.device, dtype=param.dtype))
         return images
 
-    def _encode(self, images: list[torch.Tensor], chunk_views: int) -> list[torch.Tensor]:
-        """Encode views in chunks of equal size; returns tokens in view order."""
-        tokens: list[torch.Tensor | None] = [None] * len(images)
-        for group in _chunks_of_equal_size(images, chunk_views):
-            batch = images[group[0]].shape[0]
-            encoded = self.encoder(torch.cat([images[i] for i in group]))  # (n*B, P, D)
-            for position, index in enumerate(group):
-                tokens[index] = encoded[position * batch : (position + 1) * batch]
-        return tokens
-
     def _decode_heads(
         self,
-        images: list[torch.Tensor],
+        image_sizes: Sequence[tuple[int, int]],
         hooks: list[torch.Tensor],
         tokens_per_view: list[int],
         options: RunOptions,
@@ -165,10 +190,10 @@ class Fast3R(nn.Module):
         heads = {"": self.downstream_head}
         if self.downstream_head_local is not None:
             heads["_local"] = self.downstream_head_local
-        results: list[dict[str, torch.Tensor]] = [{} for _ in images]
-        for group in _chunks_of_equal_size(images, options.head_chunk_views):
-            batch = images[group[0]].shape[0]
-            height, width = images[group[0]].shape[-2:]
+        results: list[dict[str, torch.Tensor]] = [{} for _ in image_sizes]
+        batch = hooks[0].shape[0]
+        for group in _chunks_of_equal_size(image_sizes, options.head_chunk_views):
+            height, width = image_sizes[group[0]]
             # (n*B, P, D) per hook: the tokens of this chunk's views, stacked along the batch
             group_hooks = [torch.cat([h[:, starts[i] : starts[i + 1]] for i in group]) for h in hooks]
             for suffix, head in heads.items():
@@ -178,18 +203,26 @@ class Fast3R(nn.Module):
                     name = "pts3d_in_other_view" if suffix == "" else "pts3d_local"
                     results[index][name] = _to(points[part], options.output_device)
                     results[index]["conf" + suffix] = _to(conf[part], options.output_device)
+            _report(options, "heads", len(group))
         return results
+
+
+def _report(options: RunOptions, stage: str, count: int) -> None:
+    if options.on_step is not None:
+        options.on_step(stage, count)
 
 
 def _to(tensor: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
     return tensor if device is None else tensor.to(device, non_blocking=False)
 
 
-def _chunks_of_equal_size(images: list[torch.Tensor], chunk_views: int) -> list[list[int]]:
-    """Group view indices by image size (keeping order within a size), at most chunk_views a group."""
+def _chunks_of_equal_size(views: Sequence[torch.Tensor | tuple[int, int]], chunk_views: int) -> list[list[int]]:
+    """Group view indices by image size (keeping order within a size), at most chunk_views a group.
+    `views` are image tensors (..., H, W) or (H, W) sizes."""
     by_size: dict[tuple[int, int], list[int]] = {}
-    for index, image in enumerate(images):
-        by_size.setdefault(tuple(image.shape[-2:]), []).append(index)
+    for index, view in enumerate(views):
+        size = tuple(view.shape[-2:]) if isinstance(view, torch.Tensor) else tuple(view)
+        by_size.setdefault(size, []).append(index)
     chunk_views = max(1, chunk_views)
     return [
         indices[start : start + chunk_views]

@@ -5,7 +5,7 @@ interpolation: trained with indices drawn from 0..999, so any index in that rang
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -45,8 +45,10 @@ class FusionDecoder(nn.Module):
         image_ids: torch.Tensor,  # (N,) one index per view
         query_chunk: int | None = None,
         mlp_chunk: int | None = None,
+        on_block: Callable[[], None] | None = None,
     ) -> list[torch.Tensor]:
-        """Returns the decoder outputs named by `hooks` (hook 0 is the input tokens themselves)."""
+        """Returns the decoder outputs named by `hooks` (hook 0 is the input tokens themselves).
+        on_block: called after each block (progress displays)."""
         kept = {0: tokens} if 0 in self.hooks else {}
         x = self.decoder_embed(tokens)  # (B, L, D)
         index_embed = image_index_embedding(image_ids, x.shape[-1]).to(x.dtype)  # (N, D)
@@ -59,4 +61,6 @@ class FusionDecoder(nn.Module):
                 x = self.dec_norm(x)
             if layer in self.hooks:
                 kept[layer] = x
+            if on_block is not None:
+                on_block()
         return [kept[hook] for hook in self.hooks]
