@@ -1,0 +1,67 @@
+"""Ctrl-C that stops a `fast3r` command at any moment, even when some library swallows it.
+
+The command installs `on_sigint` before its heavy imports. Each Ctrl-C records itself and raises
+KeyboardInterrupt; code that catches too much (an `except BaseException` inside a third-party
+import) cannot lose it, because `check_interrupted()`, called between stages and when the command
+ends, raises again.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Iterator
+
+_interrupted = False
+
+
+def on_sigint(signum: int, frame: FrameType | None) -> None:
+    """SIGINT handler: remember the interrupt, then raise it where the program is."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def install() -> object:
+    """Forget earlier interrupts and make `on_sigint` the SIGINT handler; returns the previous one."""
+    global _interrupted
+    _interrupted = False
+    return signal.signal(signal.SIGINT, on_sigint)
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C came since `install()`."""
+    return _interrupted
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C came since `install()`, even if something swallowed it."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back for a short block that must not stop half-way (renames, clean-up), then
+    deliver it to the handler that was in place. Outside the main thread this does nothing
+    (signals are only handled there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[FrameType | None] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            _deliver(previous, pending[0])
+
+
+def _deliver(handler: object, frame: FrameType | None) -> None:
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    elif handler == signal.SIG_DFL:
+        os.kill(os.getpid(), signal.SIGINT)
