@@ -4,7 +4,8 @@
         --trajectories arc walk handheld --out heldout.json
 
 The same scenes and camera method as the held-out check at the end of `fast3r train`; fp32 on the CPU,
-bf16 autocast on CUDA. Prints RRA@15 / RTA@15 / mAA(30) in percent for all scenes and per trajectory.
+bf16 autocast on CUDA. Prints RRA@15 / RTA@15 / mAA(30) in percent for all scenes and per trajectory,
+each beside the identity-pose baseline on the same scenes (every camera predicted as view 0's).
 """
 from __future__ import annotations
 
@@ -19,6 +20,20 @@ from fast3r.model import Fast3R
 from fast3r.train.heldout import HeldoutConfig, evaluate_heldout
 
 COLUMNS = ("RRA@15_pct", "RTA@15_pct", "mAA30_fast3r_31bin_pct")
+
+
+def format_table(results: dict, view_counts: list[int]) -> str:
+    """A Markdown table: per view count and trajectory, the model's figures and the identity baseline's."""
+    lines = ["| views | trajectory | RRA@15 | RTA@15 | mAA(30) | identity poses: RRA@15 | RTA@15 | mAA(30) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for views in map(str, view_counts):
+        metrics = results.get(views)
+        if metrics is None:
+            continue
+        for name, row in [("all", metrics), *metrics["by_trajectory"].items()]:
+            cells = [row[key] for key in COLUMNS] + [row["identity_baseline"][key] for key in COLUMNS]
+            lines.append(f"| {views} | {name} | " + " | ".join(f"{value:.1f}" for value in cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -36,14 +51,7 @@ def main() -> None:
     config = HeldoutConfig(view_counts=args.views, scenes=args.scenes, trajectories=args.trajectories,
                            image_ids=args.image_ids, render_device=device.type)  # fmt: skip
     results = evaluate_heldout(model, config, device, bf16=device.type == "cuda")
-    print("| views | trajectory | RRA@15 | RTA@15 | mAA(30) |\n| --- | --- | --- | --- | --- |")
-    for views in map(str, args.views):
-        metrics = results.get(views)
-        if metrics is None:
-            continue
-        rows = [("all", metrics), *metrics["by_trajectory"].items()]
-        for name, row in rows:
-            print(f"| {views} | {name} | " + " | ".join(f"{row[key]:.1f}" for key in COLUMNS) + " |")
+    print(format_table(results, args.views))
     if args.out:
         write_text_atomic(args.out, json.dumps({"weights": args.weights, **results}, indent=2))
 

@@ -56,6 +56,7 @@ runs = json.load(open(sys.argv[1]))["runs"]
 for name, run in runs.items():
     held = run.get("heldout") or {}
     cells = [f"{n} views: RRA@15 {m['RRA@15_pct']:.1f} RTA@15 {m['RTA@15_pct']:.1f} mAA30 {m['mAA30_fast3r_31bin_pct']:.1f}"
+             f" (identity poses: RRA@15 {m['identity_baseline']['RRA@15_pct']:.1f} mAA30 {m['identity_baseline']['mAA30_fast3r_31bin_pct']:.1f})"
              for n, m in held.items() if n != "settings"]
     print(name, (run.get("summary") or {}).get("steps_done"), "steps;", "; ".join(cells) or "no held-out results")
 PY

@@ -12,6 +12,7 @@ from fast3r.eval.neighbors import NearestNeighbors, estimate_normals, nearest_ne
 from fast3r.eval.pose import (
     AUC_vggt_30bin,
     histc,
+    identity_baseline_metrics,
     mAA_fast3r_31bin,
     metrics_from_errors,
     pose_metrics,
@@ -150,6 +151,22 @@ def test_histc_replica_matches_torch_on_bin_edges_in_both_precisions():
         cast = values.astype(dtype)
         expected = torch.histc(torch.from_numpy(cast), bins=31, min=0, max=30).numpy()
         np.testing.assert_array_equal(histc(cast, 31, 0.0, 30.0), expected)
+
+
+def test_identity_baseline_is_perfect_on_unrotated_cameras_and_known_on_rotated_ones():
+    world = random_poses(1, seed=3)[0]  # a common world frame must not matter
+    shifted = np.tile(np.eye(4), (4, 1, 1))
+    shifted[:, :3, 3] = np.random.default_rng(0).normal(size=(4, 3))
+    metrics = identity_baseline_metrics(world @ shifted)
+    assert metrics["RRA@5_pct"] == 100.0 and metrics["rotation_error_mean_deg"] < 1e-6
+    assert metrics["RTA@30_pct"] == 0.0  # an identity translation has no direction
+    yawed = np.tile(np.eye(4), (4, 1, 1))
+    yawed[:, :3, :3] = Rotation.from_euler("z", [[0], [10], [20], [45]], degrees=True).as_matrix()
+    metrics = identity_baseline_metrics(torch.from_numpy(world @ yawed))  # pairs: 10 20 45 10 35 25 degrees
+    assert metrics["RRA@5_pct"] == 0.0
+    assert metrics["RRA@15_pct"] == pytest.approx(100 * 2 / 6)
+    assert metrics["RRA@30_pct"] == pytest.approx(100 * 4 / 6)
+    assert metrics["rotation_error_median_deg"] == pytest.approx(22.5)
 
 
 def test_pose_metrics_reject_bad_input():

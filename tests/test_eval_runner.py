@@ -12,6 +12,7 @@ from fast3r.data.views import View
 from fast3r.eval import runner
 from fast3r.eval.command import add_eval_parser
 from fast3r.eval.datasets import DatasetOptions, build_dataset
+from fast3r.eval.pose import identity_baseline_errors, metrics_from_errors
 from fast3r.eval.runner import EvalConfig, ground_truth_at_model_pixels, run_evaluation
 from fast3r.io.images import preprocess_image
 from fast3r.model import Fast3R
@@ -48,6 +49,12 @@ def test_synthetic_run_writes_results_and_resumes(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["pooled"] == summary["pooled"]
     table = (tmp_path / "summary.md").read_text()
     assert "| pooled pairs |" in table and "mAA30_fast3r_31bin_pct" in table and "AUC30_vggt_30bin_pct" in table
+    scenes = build_dataset("synthetic", None, DatasetOptions(num_views=3, num_samples=3, synthetic_image_hw=(48, 64))).samples[:2]
+    truth = [identity_baseline_errors(np.stack([view.c2w for view in scene.load()])) for scene in scenes]
+    baseline = summary["identity_baseline"]["pooled"]  # the baseline of exactly the evaluated scenes
+    expected = metrics_from_errors(np.concatenate([e.rotation_deg for e in truth]), np.concatenate([e.translation_deg for e in truth]))
+    assert baseline == pytest.approx(expected, abs=1e-5)  # the records keep 6 decimals
+    assert "| identity poses (baseline), pooled pairs | " + f"{baseline['RRA@5_pct']:.4f} |" in table
     run_evaluation(config, model=model)
     assert model.calls == 2
     config.size = 128

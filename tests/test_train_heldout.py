@@ -1,11 +1,22 @@
 """Held-out evaluation: an oracle that returns the true pointmaps scores perfectly; a real model runs."""
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from fast3r.eval.pose import identity_baseline_errors, metrics_from_errors
 from fast3r.model import Fast3R, Fast3RConfig
 from fast3r.train.heldout import HeldoutConfig, evaluate_heldout, heldout_trajectory, heldout_views
+
+
+def benchmarks_table(results: dict) -> str:
+    """benchmarks/heldout_eval.py's table of `results` (the script is not a package)."""
+    spec = importlib.util.spec_from_file_location("heldout_eval", "benchmarks/heldout_eval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.format_table(results, [3])
 
 
 class Oracle(nn.Module):
@@ -48,6 +59,23 @@ def test_oracle_pointmaps_give_perfect_poses():
         assert metrics["failed_scenes"] == 0
         assert metrics["scenes"] == 2
     assert results["settings"]["image_ids"] == "spread"
+
+
+def test_identity_baseline_stands_beside_every_table_on_the_same_scenes():
+    config = HeldoutConfig(view_counts=[3], scenes=4, trajectories=["arc", "handheld"], resolution=(48, 64))
+    results = evaluate_heldout(Oracle(config, blind_to="handheld"), config, "cpu", bf16=False, progress=False)
+    metrics = results["3"]
+    handheld = metrics["by_trajectory"]["handheld"]
+    # The blind oracle predicts identity poses on handheld scenes: there it scores exactly the baseline.
+    for key in ("RRA@5_pct", "RRA@15_pct", "rotation_error_mean_deg", "num_pairs"):
+        assert handheld[key] == pytest.approx(handheld["identity_baseline"][key], abs=1e-6), key
+    arc = metrics["by_trajectory"]["arc"]
+    truth = [np.stack([v.c2w for v in heldout_views(config, i, 3)]) for i in (0, 1)]  # the two arc scenes
+    assert arc["identity_baseline"] == metrics_from_errors(
+        *(np.concatenate(parts) for parts in zip(*((e.rotation_deg, e.translation_deg) for e in map(identity_baseline_errors, truth))))
+    )
+    assert metrics["identity_baseline"]["num_pairs"] == 4 * 3 and arc["identity_baseline"]["RRA@5_pct"] < 100.0
+    assert benchmarks_table(results).count("| 3 |") == 3
 
 
 def test_metrics_by_trajectory_credit_each_scene_to_its_own_trajectory():

@@ -168,3 +168,17 @@ def pose_metrics(c2w_pred: np.ndarray | torch.Tensor, c2w_gt: np.ndarray | torch
     N(N-1)/2 pairs of the (N, 4, 4) camera-to-world predictions and ground truth."""
     errors = relative_pose_errors(c2w_pred, c2w_gt)
     return metrics_from_errors(errors.rotation_deg, errors.translation_deg)
+
+
+def identity_baseline_errors(c2w_gt: np.ndarray | torch.Tensor) -> PairErrors:
+    """Pair errors of the identity-pose baseline on the same cameras: every camera predicted as the
+    identity (view 0's rotation, no translation). Its rotation error is each pair's true relative
+    rotation angle; its translation error is 90 degrees (a zero translation has no direction)."""
+    gt = _as_poses(c2w_gt, "c2w_gt")
+    return relative_pose_errors(np.broadcast_to(np.eye(4), (gt.shape[0], 4, 4)), gt)
+
+
+def identity_baseline_metrics(c2w_gt: np.ndarray | torch.Tensor) -> dict[str, float]:
+    """`pose_metrics` of the identity-pose baseline (see `identity_baseline_errors`) on `c2w_gt`."""
+    errors = identity_baseline_errors(c2w_gt)
+    return metrics_from_errors(errors.rotation_deg, errors.translation_deg)

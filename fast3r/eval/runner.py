@@ -3,6 +3,8 @@
 Per sample: load the views, preprocess them to the model size (`fast3r.io.images.preprocess_image`),
 run the model, recover cameras with `fast3r.geometry.cameras_from_pointmaps`, and score:
 - pose: relative pose errors of the predicted camera-to-world matrices against the ground truth;
+  The identity-pose baseline (every camera predicted as view 0's) is scored on the same pairs and
+  reported beside the model in summary.json ("identity_baseline") and summary.md;
 - recon: predicted points (by default the local pointmaps moved into the global frame by the camera
   alignment) against the ground-truth depth back-projected at the same model pixels, expressed in
   view 0's ground-truth camera frame. Weights of the Sim(3) alignment follow the Fast3R release:
@@ -35,7 +37,7 @@ from fast3r.eval.datasets import (
     EvalSample,
     build_dataset,
 )
-from fast3r.eval.pose import THRESHOLDS_DEG, metrics_from_errors, relative_pose_errors
+from fast3r.eval.pose import THRESHOLDS_DEG, identity_baseline_errors, metrics_from_errors, relative_pose_errors
 from fast3r.eval.recon import ALIGNMENTS, reconstruction_metrics
 from fast3r.io.atomic import write_text_atomic
 from fast3r.model import DTYPES
@@ -48,6 +50,10 @@ TASKS = (POSE, RECON)
 POINT_SOURCES = ("local_aligned", "global")
 WEIGHT_PERCENTILE = 85.0
 DEFAULT_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"
+IDENTITY_NOTE = (
+    "Identity poses (baseline): every camera predicted as view 0's, scored on the same pairs; "
+    "a model that has learned relative pose beats it."
+)
 
 
 @dataclass
@@ -169,14 +175,18 @@ def _view_percentile_weights(confidence: torch.Tensor) -> np.ndarray:
 # Scoring one sample
 
 
+def _pairs_record(errors) -> dict[str, list[float]]:
+    return {"rotation_deg": np.round(errors.rotation_deg, 6).tolist(), "translation_deg": np.round(errors.translation_deg, 6).tolist()}
+
+
 def score_pose(cameras, views: list[View]) -> dict:
-    errors = relative_pose_errors(cameras.c2w, np.stack([view.c2w for view in views]))
+    """The sample's pair errors, and those of the identity-pose baseline on the same cameras."""
+    truth = np.stack([view.c2w for view in views])
+    errors = relative_pose_errors(cameras.c2w, truth)
     return {
         "metrics": metrics_from_errors(errors.rotation_deg, errors.translation_deg),
-        "pairs": {
-            "rotation_deg": np.round(errors.rotation_deg, 6).tolist(),
-            "translation_deg": np.round(errors.translation_deg, 6).tolist(),
-        },
+        "pairs": _pairs_record(errors),
+        "identity_pairs": _pairs_record(identity_baseline_errors(truth)),
     }
 
 
@@ -246,19 +256,23 @@ def summarize(task: str, records: list[dict]) -> dict:
     summary["mean_over_samples"] = _mean_metrics([record["metrics"] for record in records])
     summary["mean_inference_seconds"] = float(np.mean([record["inference_seconds"] for record in records]))
     if task == POSE:
-        rotation = np.concatenate([record["pairs"]["rotation_deg"] for record in records])
-        translation = np.concatenate([record["pairs"]["translation_deg"] for record in records])
-        summary["pooled"] = metrics_from_errors(rotation, translation)
-        per_category = {}
-        for category in sorted({record["category"] for record in records}):
-            members = [record for record in records if record["category"] == category]
-            per_category[category] = metrics_from_errors(
-                np.concatenate([record["pairs"]["rotation_deg"] for record in members]),
-                np.concatenate([record["pairs"]["translation_deg"] for record in members]),
-            )
-        summary["per_category"] = per_category
-        summary["mean_over_categories"] = _mean_metrics(list(per_category.values()))
+        summary.update(_pose_aggregates(records, "pairs"))
+        summary["identity_baseline"] = _pose_aggregates(records, "identity_pairs")
     return summary
+
+
+def _pose_aggregates(records: list[dict], pairs: str) -> dict:
+    """Pooled, per-category and mean-over-categories metrics of the records' `pairs` errors."""
+
+    def pooled(members: list[dict]) -> dict[str, float]:
+        return metrics_from_errors(
+            np.concatenate([record[pairs]["rotation_deg"] for record in members]),
+            np.concatenate([record[pairs]["translation_deg"] for record in members]),
+        )
+
+    categories = sorted({record["category"] for record in records})
+    per_category = {category: pooled([r for r in records if r["category"] == category]) for category in categories}
+    return {"pooled": pooled(records), "per_category": per_category, "mean_over_categories": _mean_metrics(list(per_category.values()))}
 
 
 def markdown_table(summary: dict, title: str) -> str:
@@ -268,7 +282,10 @@ def markdown_table(summary: dict, title: str) -> str:
             + [f"RTA@{t}_pct" for t in THRESHOLDS_DEG]
             + ["mAA30_fast3r_31bin_pct", "AUC30_vggt_30bin_pct"]
         )
-        rows = [("pooled pairs", summary["pooled"]), ("mean over categories", summary["mean_over_categories"]),
+        baseline = summary["identity_baseline"]
+        rows = [("pooled pairs", summary["pooled"]), ("identity poses (baseline), pooled pairs", baseline["pooled"]),
+                ("mean over categories", summary["mean_over_categories"]),
+                ("identity poses (baseline), mean over categories", baseline["mean_over_categories"]),
                 ("mean over samples", summary["mean_over_samples"])]  # fmt: skip
     else:
         columns = ["accuracy_mean", "accuracy_median", "completion_mean", "completion_median",
@@ -278,6 +295,7 @@ def markdown_table(summary: dict, title: str) -> str:
         f"# {title}",
         "",
         f"{summary['num_samples']} samples; mean inference {summary['mean_inference_seconds']:.3f} s per sample.",
+        *(["", IDENTITY_NOTE] if summary["task"] == POSE else []),
         "",
         "| aggregation | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 1) + "|",
@@ -347,7 +365,8 @@ def run_evaluation(config: EvalConfig, model: torch.nn.Module | None = None) -> 
     _check_run_config(out_dir, config)
     results_path = out_dir / RESULTS_NAME
     results = _read_results(results_path)
-    todo = [sample for sample in samples if sample.sample_id not in results]
+    # Pose records from before the identity baseline was recorded are scored again.
+    todo = [s for s in samples if s.sample_id not in results or (config.task == POSE and "identity_pairs" not in results[s.sample_id])]
 
     if todo:
         device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))

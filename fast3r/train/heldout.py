@@ -3,7 +3,9 @@
 Per view count N and scene: render N views, run the model once, recover cameras from the pointmaps
 (`fast3r.geometry.cameras_from_pointmaps`, local-to-global alignment), and compare the camera-to-world
 matrices with the truth over all N(N-1)/2 pairs (`fast3r.eval.pose`). Pairs are pooled over the scenes of
-a view count. Also reports the training loss on the same views.
+a view count. Beside every set of metrics stands the identity-pose baseline on the same scenes
+(`fast3r.eval.pose.identity_baseline_errors`), which a model must beat to have learned anything of
+relative pose. Also reports the training loss on the same views.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from tqdm import tqdm
 
 from fast3r.data.synthetic import TRAJECTORIES, SceneConfig, render_scene
 from fast3r.data.views import View
-from fast3r.eval.pose import metrics_from_errors, relative_pose_errors
+from fast3r.eval.pose import PairErrors, identity_baseline_errors, metrics_from_errors, relative_pose_errors
 from fast3r.geometry import cameras_from_pointmaps
 from fast3r.io.images import to_model_range
 
@@ -106,14 +108,27 @@ def _camera_poses(preds: list[dict[str, torch.Tensor]]) -> np.ndarray:
     return cameras.c2w
 
 
+def _pooled_metrics(model: list[PairErrors], baseline: list[PairErrors], chosen: list[bool]) -> dict:
+    """Metrics of the chosen scenes' pairs pooled, with the identity baseline's under "identity_baseline"."""
+
+    def pooled(errors: list[PairErrors]) -> dict[str, float]:
+        picked = [e for e, keep in zip(errors, chosen) if keep]
+        return metrics_from_errors(
+            np.concatenate([e.rotation_deg for e in picked]), np.concatenate([e.translation_deg for e in picked])
+        )
+
+    return {**pooled(model), "identity_baseline": pooled(baseline)}
+
+
 @torch.no_grad()
 def evaluate_heldout(
     model: torch.nn.Module, config: HeldoutConfig, device: torch.device | str, bf16: bool = True, progress: bool = True
 ) -> dict:
     """{"<N>": metrics} for every N in config.view_counts, plus the settings used under "settings".
 
-    Metrics per N: RRA/RTA at 5/15/30 and both mAA(30) variants in percent (pairs pooled over scenes),
-    the same under "by_trajectory" for the scenes of each trajectory, mean loss, mean seconds per
+    Metrics per N: RRA/RTA at 5/15/30 and both mAA(30) variants in percent (pairs pooled over scenes)
+    with the identity baseline's on the same pairs under "identity_baseline", the same under
+    "by_trajectory" for the scenes of each trajectory, mean loss, mean seconds per
     forward pass, scene count, and failed_scenes (no cameras could be recovered: their pairs count as
     errors of 180 / 90 degrees). Runs in eval mode and restores the mode after.
     """
@@ -134,7 +149,7 @@ def evaluate_heldout(
     }
     try:
         for num_views in config.view_counts:
-            rotation, translation, losses, seconds, failed = [], [], [], [], 0
+            errors, baseline, losses, seconds, failed = [], [], [], [], 0
             desc = f"held-out {num_views} views"
             for index in tqdm(range(config.scenes), desc=desc, disable=not progress, leave=False):
                 views = heldout_views(config, index, num_views)
@@ -152,26 +167,20 @@ def evaluate_heldout(
                 loss, _ = pointmap_loss(preds, targets)
                 losses.append(float(loss))
                 truth = np.stack([view.c2w for view in views])
+                baseline.append(identity_baseline_errors(truth))
                 try:
-                    predicted = _camera_poses(preds)
-                    errors = relative_pose_errors(predicted, truth)
-                    rotation.append(errors.rotation_deg)
-                    translation.append(errors.translation_deg)
+                    errors.append(relative_pose_errors(_camera_poses(preds), truth))
                 except ValueError:  # e.g. pointmaps of an untrained model with no usable point
                     failed += 1
-                    pairs = num_views * (num_views - 1) // 2
-                    rotation.append(np.full(pairs, 180.0))
-                    translation.append(np.full(pairs, 90.0))
-            if not rotation:
+                    worst = baseline[-1]
+                    errors.append(PairErrors(np.full_like(worst.rotation_deg, 180.0), np.full_like(worst.translation_deg, 90.0),
+                                             worst.first, worst.second))  # fmt: skip
+            if not errors:
                 continue
-            metrics = metrics_from_errors(np.concatenate(rotation), np.concatenate(translation))
+            metrics = _pooled_metrics(errors, baseline, [True] * len(errors))
             trajectories = [heldout_trajectory(config, index)[1] for index in range(config.scenes)]  # one per scene
             metrics["by_trajectory"] = {
-                name: metrics_from_errors(
-                    np.concatenate([r for r, t in zip(rotation, trajectories) if t == name]),
-                    np.concatenate([e for e, t in zip(translation, trajectories) if t == name]),
-                )
-                for name in dict.fromkeys(trajectories)
+                name: _pooled_metrics(errors, baseline, [t == name for t in trajectories]) for name in dict.fromkeys(trajectories)
             }
             metrics.update(
                 loss=float(np.mean(losses)),
