@@ -8,7 +8,8 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from fast3r.io.images import ImageReadError, load_images  # noqa: E402
+from fast3r.io.images import ImageReadError  # noqa: E402
+from fast3r.io.loader import load_images  # noqa: E402
 from fast3r.io.video import VideoReadError, iter_video_frames, read_video_frames  # noqa: E402
 
 NUM_FRAMES = 30
@@ -118,7 +119,7 @@ def test_rotation_metadata_is_applied(tmp_path):
 
 
 def test_load_images_samples_videos(video, tmp_path):
-    loaded = load_images([video], video_fps=2, max_frames=4, progress=False)
+    loaded = load_images([video], video_fps=2, max_frames=4)
     assert [item.name for item in loaded] == ["frame_000000.png", "frame_000010.png",
                                               "frame_000015.png", "frame_000025.png"]
     assert all(item.path == video for item in loaded)
@@ -128,4 +129,4 @@ def test_load_images_samples_videos(video, tmp_path):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     with pytest.raises(ImageReadError, match="empty.mp4"):
-        load_images([video, empty], progress=False)
+        load_images([video, empty])
