@@ -1,4 +1,4 @@
-"""`fast3r train CONFIG [--resume] [--out DIR] [--set key=value ...]` and `fast3r train-curves`."""
+"""`fast3r train CONFIG [--resume | --from-slot DIR] [--out DIR] [--set key=value ...]` and `fast3r train-curves`."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ TRAIN_HELP = "train Fast3R from a TOML config (torchrun for several GPUs)"
 TRAIN_EPILOG = """examples:
   fast3r train configs/small_synthetic_224.toml --out runs/demo
   fast3r train configs/small_synthetic_224.toml --out runs/demo --resume
+  fast3r train configs/small_synthetic_224.toml --out runs/b --from-slot runs/a_slot --set slot_out=runs/b_slot
   fast3r train configs/tiny_cpu.toml --set steps=20 --set data.batch_size=2
   torchrun --nproc_per_node=8 -m fast3r.cli train configs/release_vitl512.toml --set distributed=fsdp2
 """
@@ -21,6 +22,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     parser.add_argument("config", help="training config (.toml); see configs/")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output folder")
+    parser.add_argument(
+        "--from-slot", metavar="DIR",
+        help="continue a run from a compact slot checkpoint (see slot_out) in a fresh output folder",
+    )
     parser.add_argument("--out", help="output folder (overrides out_dir in the config)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -38,7 +43,7 @@ def run_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f"out_dir={json.dumps(args.out)}")
-    result = train(load_train_config(args.config, overrides), resume=args.resume)
+    result = train(load_train_config(args.config, overrides), resume=args.resume, from_slot=args.from_slot)
     summary = {
         "out_dir": str(result.out_dir),
         "steps": result.steps_done,

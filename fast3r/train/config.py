@@ -86,6 +86,9 @@ class TrainConfig:
     the newest ones kept. time_limit_minutes: stop early (with a checkpoint, the export and the evaluation)
     once training has run this long; 0 for no limit. export_fp16: also write a half-precision copy of the
     weights in shards of at most 16 MB. heldout_at_end: run the held-out evaluation after training.
+    slot_out: a folder for a compact slot checkpoint (fast3r.train.slot: fp16 weights, factored
+    second moments, the log; 7 files of at most 16 MB), rewritten with every checkpoint; "" for none.
+    `fast3r train --from-slot DIR` continues a run from one on another machine.
     """
 
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -105,6 +108,7 @@ class TrainConfig:
     progress: bool = True
     export_fp16: bool = False
     heldout_at_end: bool = True
+    slot_out: str = ""
     out_dir: str = "runs/train"
 
     def validate(self) -> None:

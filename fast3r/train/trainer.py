@@ -1,12 +1,14 @@
 """The training loop: data, bf16 autocast, clipping, logs, atomic checkpoints, exact resume, export.
 
 Outputs in `out_dir`: config.json (the run's settings), train_log.csv, checkpoints/ckpt_<step>.pt,
-model/ (fp32 `save_pretrained`), model_fp16/ (optional, sharded), heldout.json, summary.json.
+model/ (fp32 `save_pretrained`), model_fp16/ (optional, sharded), heldout.json, summary.json; with
+`slot_out`, a compact slot checkpoint there too (fast3r.train.slot).
 """
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -33,9 +35,10 @@ from .distributed import (
     wrap_model,
 )
 from .heldout import evaluate_heldout
-from .logs import TrainLog
+from .logs import LOG_NAME, TrainLog
 from .loss import pointmap_loss
 from .optim import build_optimizer, build_scheduler
+from .slot import read_slot, restored_optimizer_state, save_slot
 from .state import capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint
 
 FP16_SHARD_BYTES = 16_000_000
@@ -120,12 +123,7 @@ class _Run:
         if path is None:
             return 0
         payload = load_checkpoint(path)
-        planned = payload["scheduler"]["lr_lambdas"][0]["total_steps"]
-        if planned != self.config.steps:
-            raise ValueError(
-                f"{path} belongs to a {planned}-step schedule but the config asks for {self.config.steps} steps; "
-                "resume with the same steps (the learning-rate schedule depends on them)"
-            )
+        self._check_schedule(payload["scheduler"], path)
         load_full_state(self.wrapped, self.optimizer, payload["model"], payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         if payload["world_size"] == self.context.world_size:
@@ -133,6 +131,34 @@ class _Run:
         elif self.context.is_main:
             print(f"resuming {payload['world_size']}-process checkpoint on {self.context.world_size}: RNG states not restored")
         return int(payload["data_position"])
+
+    def _check_schedule(self, scheduler_state: dict, source: Path) -> None:
+        planned = scheduler_state["lr_lambdas"][0]["total_steps"]
+        if planned != self.config.steps:
+            raise ValueError(
+                f"{source} belongs to a {planned}-step schedule but the config asks for {self.config.steps} steps; "
+                "resume with the same steps (the learning-rate schedule depends on them)"
+            )
+
+    def save_slot(self, step: int) -> None:
+        """Write the compact slot checkpoint (fast3r.train.slot) into config.slot_out (collective)."""
+        model = self.export_model()
+        optimizer_state = full_optimizer_state(self.wrapped, self.optimizer)
+        if self.context.is_main:
+            log_path = Path(self.config.out_dir) / LOG_NAME
+            save_slot(self.config.slot_out, model, optimizer_state, self.scheduler.state_dict(), step, self.config.to_dict(), log_path)
+        self.context.barrier()
+
+    def resume_from_slot(self, folder: str) -> int:
+        """Load a slot checkpoint (weights, factored moments, schedule) and return its step. Not exact:
+        see fast3r.train.slot."""
+        metadata, moments = read_slot(folder)
+        self._check_schedule(metadata["scheduler"], Path(folder))
+        weights = {key: value.float() for key, value in Fast3R.from_pretrained(folder).state_dict().items()}
+        fresh = full_optimizer_state(self.wrapped, self.optimizer)
+        load_full_state(self.wrapped, self.optimizer, weights, restored_optimizer_state(fresh, moments, metadata["step"]))
+        self.scheduler.load_state_dict(metadata["scheduler"])
+        return int(metadata["step"])
 
     def export_model(self) -> Fast3R | None:
         """A plain fp32 copy of the trained model on rank 0's device; None on the other ranks (collective)."""
@@ -144,34 +170,43 @@ class _Run:
         return model.to(self.context.device).eval()
 
 
-def _check_out_dir(config: TrainConfig, resume: bool) -> None:
+def _check_out_dir(config: TrainConfig, resume: bool, from_slot: str | None) -> None:
     out_dir = Path(config.out_dir)
+    if resume and from_slot:
+        raise ValueError("--resume continues from out_dir's checkpoints, --from-slot from a slot checkpoint: pass one")
+    if from_slot and config.slot_out and Path(from_slot).resolve() == Path(config.slot_out).resolve():
+        raise ValueError(f"--from-slot {from_slot} is also slot_out: the run would overwrite what it starts from")
     if not resume and latest_checkpoint(out_dir) is not None:
         raise ValueError(f"{out_dir} already holds checkpoints: pass --resume to continue, or choose another --out")
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir {out_dir} exists and is not a directory")
 
 
-def train(config: TrainConfig, resume: bool = False) -> TrainResult:
-    """Run (or resume) the training described by `config`; see the module docstring for the outputs."""
+def train(config: TrainConfig, resume: bool = False, from_slot: str | None = None) -> TrainResult:
+    """Run the training described by `config`, or continue it: `resume` from out_dir's newest
+    checkpoint (exactly), `from_slot` from a compact slot checkpoint folder (see fast3r.train.slot; its
+    log is continued). See the module docstring for the outputs."""
     config.validate()
-    _check_out_dir(config, resume)
+    _check_out_dir(config, resume, from_slot)
     context = setup_distributed(config.distributed, config.device)
     try:
-        return _train(config, context, resume)
+        return _train(config, context, resume, from_slot)
     finally:
         teardown_distributed(context)
 
 
-def _train(config: TrainConfig, context: DistributedContext, resume: bool) -> TrainResult:
+def _train(config: TrainConfig, context: DistributedContext, resume: bool, from_slot: str | None) -> TrainResult:
     out_dir = Path(config.out_dir)
     main = context.is_main
     run = _Run(config, context)
-    start_step = run.resume() if resume else 0
+    start_step = run.resume() if resume else run.resume_from_slot(from_slot) if from_slot else 0
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out_dir / "config.json", json.dumps(config.to_dict(), indent=2))
-    log = TrainLog(out_dir, start_step if resume else None, config.tensorboard) if main else None
+        if from_slot and (Path(from_slot) / LOG_NAME).is_file():
+            shutil.copyfile(Path(from_slot) / LOG_NAME, out_dir / LOG_NAME)
+    continuing = resume or bool(from_slot)
+    log = TrainLog(out_dir, start_step if continuing else None, config.tensorboard) if main else None
     batches = training_batches(config.data, config.seed, start_step, config.steps, context.rank, context.world_size, context.device)
 
     began = time.perf_counter()
@@ -207,6 +242,8 @@ def _train(config: TrainConfig, context: DistributedContext, resume: bool) -> Tr
             stopped_early = bool(context.gather_objects(over_time)[0])  # rank 0 decides for all
         if stopped_early or step == config.steps or (config.ckpt_every and step % config.ckpt_every == 0):
             run.checkpoint(step)
+            if config.slot_out:
+                run.save_slot(step)
         if stopped_early:
             break
     bar.close()
