@@ -52,8 +52,9 @@ class FusionDecoder(nn.Module):
         kept = {0: tokens} if 0 in self.hooks else {}
         x = self.decoder_embed(tokens)  # (B, L, D)
         index_embed = image_index_embedding(image_ids, x.shape[-1]).to(x.dtype)  # (N, D)
-        counts = torch.as_tensor(list(tokens_per_view), device=x.device)
-        x = x + index_embed.repeat_interleave(counts, dim=0)[None]
+        # (L, D): each view's row once per token; built from Python counts, so no host-device copy
+        # or sync happens here (CUDA-graph capture needs neither)
+        x = x + torch.cat([row.expand(count, -1) for row, count in zip(index_embed, tokens_per_view)])[None]
         depth = len(self.dec_blocks)
         for layer, block in enumerate(self.dec_blocks, start=1):
             x = block(x, None, query_chunk, mlp_chunk)

@@ -1,0 +1,96 @@
+"""Context-parallel inference on CPU: two gloo processes against the single-process forward pass."""
+import pytest
+import torch
+import torch.distributed as dist
+
+from fast3r.model import Fast3R, Fast3RConfig
+from fast3r.parallel import ContextParallelFast3R, predict_multi_gpu, run_on_ranks, split_views
+from fast3r.parallel.context import replace_modules
+
+SIZES = [(48, 64), (64, 48), (48, 64), (32, 64), (48, 64)]  # 12, 12, 12, 8, 12 tokens: 24 | 32 on 2 ranks
+IDS = [0, 10.5, 3, 999, 7]
+
+
+def views(sizes, batch=1, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.rand(batch, 3, h, w, generator=generator) * 2 - 1 for h, w in sizes]
+
+
+def relative_errors(outputs, reference):
+    return {
+        (index, key): ((out[key] - ref[key]).abs().max() / ref[key].abs().max()).item()
+        for index, (out, ref) in enumerate(zip(outputs, reference))
+        for key in ref
+    }
+
+
+@pytest.mark.parametrize(
+    "tokens, ranks, expected",
+    [
+        ([12, 12, 12, 8, 12], 2, [range(0, 2), range(2, 5)]),
+        ([5] * 7, 3, [range(0, 2), range(2, 5), range(5, 7)]),
+        ([100, 1, 1], 3, [range(0, 1), range(1, 2), range(2, 3)]),  # every rank gets a view
+        ([1, 1, 1, 100], 2, [range(0, 3), range(3, 4)]),
+    ],
+)
+def test_split_views_is_contiguous_balanced_and_never_empty(tokens, ranks, expected):
+    assert split_views(tokens, ranks) == expected
+
+
+def test_split_views_needs_a_view_per_rank():
+    with pytest.raises(ValueError, match="at least one view per rank"):
+        split_views([4], 2)
+
+
+def test_replace_modules_shares_weights_and_leaves_the_original():
+    block = Fast3R(Fast3RConfig.tiny()).decoder.dec_blocks[0]
+    other = torch.nn.Identity()
+    clone = replace_modules(block, attn=other)
+    assert clone.attn is other and block.attn is not other
+    assert clone.mlp.fc1.weight is block.mlp.fc1.weight
+    with pytest.raises(KeyError):
+        replace_modules(block, nothing=other)
+
+
+def test_two_processes_match_one_uneven_split_mixed_sizes(tiny_weights):
+    inputs = views(SIZES)
+    model = Fast3R.from_pretrained(tiny_weights).eval()
+    with torch.no_grad():
+        reference = model(inputs, image_ids=IDS)
+    outputs = predict_multi_gpu(tiny_weights, inputs, image_ids=IDS, num_gpus=2, dtype="fp32", device_type="cpu")
+    assert len(outputs) == len(SIZES)
+    assert all(out.keys() == ref.keys() for out, ref in zip(outputs, reference))
+    assert all(out[key].shape == ref[key].shape for out, ref in zip(outputs, reference) for key in ref)
+    errors = relative_errors(outputs, reference)
+    assert max(errors.values()) <= 1e-5, max(errors.items(), key=lambda item: item[1])
+
+
+def _outputs_left_per_rank(device, weights, inputs):
+    """On each rank: gather=False leaves exactly this rank's views, equal to one process's outputs."""
+    model = Fast3R.from_pretrained(weights, device=device).eval()
+    with torch.no_grad():
+        reference = model(inputs)
+        parallel = ContextParallelFast3R(model)
+        outputs = parallel(inputs, gather=False)
+    own = parallel.split(inputs)[dist.get_rank()]
+    assert [index for index, out in enumerate(outputs) if out is not None] == list(own)
+    errors = relative_errors([outputs[i] for i in own], [reference[i] for i in own])
+    assert max(errors.values()) <= 1e-5, errors
+    return list(own)
+
+
+def test_outputs_can_stay_on_their_rank_batch_of_two(tiny_weights):
+    inputs = views([(32, 32), (32, 48), (48, 32)], batch=2)
+    assert run_on_ranks(_outputs_left_per_rank, 2, tiny_weights, inputs, device_type="cpu") == [0, 1]
+
+
+def _bad_view_on_rank_1(device, weights, inputs):
+    model = Fast3R.from_pretrained(weights, device=device).eval()
+    with torch.no_grad():
+        ContextParallelFast3R(model)(inputs)
+
+
+def test_a_bad_view_on_one_rank_stops_every_rank(tiny_weights):
+    inputs = views([(32, 32), (32, 32)]) + [torch.zeros(1, 3, 30, 32)]  # rank 1 rejects view 2
+    with pytest.raises(RuntimeError, match="another rank failed while checking and encoding"):
+        run_on_ranks(_bad_view_on_rank_1, 2, tiny_weights, inputs, device_type="cpu")
