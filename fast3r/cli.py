@@ -1,4 +1,4 @@
-"""The `fast3r` command: reconstruct, view, train, train-curves, eval, convert."""
+"""The `fast3r` command: demo, reconstruct, view, train, train-curves, eval, convert."""
 from __future__ import annotations
 
 import argparse
@@ -125,11 +125,13 @@ def run_convert(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .demo import add_demo_parser
     from .eval.command import add_eval_parser
     from .train.command import add_curves_parser, add_train_parser
 
     parser = argparse.ArgumentParser(prog="fast3r", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
+    add_demo_parser(subparsers)
     add_reconstruct_parser(subparsers)
     add_view_parser(subparsers)
     add_train_parser(subparsers)
