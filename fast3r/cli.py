@@ -2,16 +2,56 @@
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
-from .model import DTYPES
-from .pipeline import EXPORTS, ReconstructError
+from . import interrupt
+
+# Only the standard library above: `main` takes over Ctrl-C before torch and the rest load.
+
+
+def _number(kind: type[int] | type[float], text: str) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}, got {text}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def in_range(
+    kind: type[int] | type[float], low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False
+) -> Callable[[str], int | float]:
+    """An argparse type: a number of `kind` between `low` and `high`, each bound open or closed,
+    refused as `argument --opt: must be > 0, got 0`."""
+    if high == math.inf:
+        rule = f"> {low}" if low_open else f">= {low}"
+    else:
+        rule = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+    def parse(text: str) -> int | float:
+        value = _number(kind, text)
+        if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return parse
+
+
+positive_float = in_range(float, 0, low_open=True)
+positive_int = in_range(int, 0, low_open=True)
 
 
 def add_reconstruct_parser(subparsers) -> None:
+    from .model import DTYPES
+    from .pipeline import EXPORTS
+
     parser = subparsers.add_parser(
         "reconstruct",
         help="cameras, depth and a point cloud from photos or a video",
@@ -28,13 +68,13 @@ def add_reconstruct_parser(subparsers) -> None:
     parser.add_argument("--size", type=int, choices=[512, 224], default=None, help="default: the weights' size")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
     parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto")
-    parser.add_argument("--max-views", type=int, default=None, help="keep at most this many views, evenly spread")
-    parser.add_argument("--conf-percentile", type=float, default=20.0, help="drop each view's least confident N%% of points")
-    parser.add_argument("--voxel-size", type=float, default=None, help="average points per voxel of this size")
+    parser.add_argument("--max-views", type=in_range(int, 2), default=None, help="keep at most this many views, evenly spread")
+    parser.add_argument("--conf-percentile", type=in_range(float, 0, 100, high_open=True), default=20.0, help="drop each view's least confident N%% of points")
+    parser.add_argument("--voxel-size", type=positive_float, default=None, help="average points per voxel of this size")
     parser.add_argument("--camera-method", choices=["auto", "align", "pnp"], default="auto")
     parser.add_argument("--export", nargs="+", choices=EXPORTS, default=None, help="default: all available")
-    parser.add_argument("--video-fps", type=float, default=None, help="frames per second of video to sample")
-    parser.add_argument("--max-frames", type=int, default=None, help="at most this many video frames, evenly spread")
+    parser.add_argument("--video-fps", type=positive_float, default=None, help="frames per second of video to sample")
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="at most this many video frames, evenly spread")
     parser.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs with a warning")
     parser.add_argument("--overwrite", action="store_true", help="write into an existing non-empty directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -77,7 +117,7 @@ def add_view_parser(subparsers) -> None:
     parser = subparsers.add_parser("view", help="open a reconstruction in the 3D viewer (viser)")
     parser.add_argument("output", help="a directory written by `fast3r reconstruct` (needs points.ply and cameras.json)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=in_range(int, 1, 65535), default=8080)
     parser.set_defaults(handler=run_view)
 
 
@@ -142,17 +182,56 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    warnings.simplefilter("default")
+    """Run one command; Ctrl-C at any moment ends it with exit code 130 and one line."""
+    previous_sigint = interrupt.install()  # first, before the heavy imports below
     try:
-        code = args.handler(args)
-    except KeyboardInterrupt:
-        print("fast3r: interrupted; no partial files were left behind", file=sys.stderr)
-        return 130
-    except (ValueError, OSError, ReconstructError) as err:  # bad input: a readable message, no traceback
-        print(f"fast3r {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        return _run(argv)
+    finally:
+        if not interrupt.interrupted():
+            interrupt.restore(previous_sigint)
+
+
+def _run(argv: list[str] | None) -> int:
+    command = None
+    try:
+        with warnings.catch_warnings():
+            _one_line_warnings()
+            args = build_parser().parse_args(argv)
+            command = args.command
+            code = args.handler(args)
+        interrupt.check_interrupted()  # a Ctrl-C that something swallowed still ends the run here
+    except BaseException as err:
+        return _exit_code(err, command)
     return code if isinstance(code, int) else 0
+
+
+def _one_line_warnings() -> None:
+    """Warnings as `fast3r: warning: message` (no file or source line); `python -W` still decides which show."""
+    if not sys.warnoptions:
+        warnings.simplefilter("default")
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"fast3r: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _exit_code(err: BaseException, command: str | None) -> int:
+    """130 and one line after Ctrl-C (whatever it turned into); 1 and one line for bad input; else re-raise."""
+    if isinstance(err, KeyboardInterrupt) or interrupt.interrupted():
+        interrupt.restore(signal.SIG_IGN)  # a second Ctrl-C while exiting prints nothing more
+        print("fast3r: interrupted", file=sys.stderr)
+        return 130
+    if isinstance(err, _user_errors()):
+        print(f"fast3r {command}: error: {err}", file=sys.stderr)
+        return 1
+    raise err
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Bad input, told in one line. Warnings count when `python -W error` makes them errors."""
+    pipeline = sys.modules.get("fast3r.pipeline")  # not imported: no ReconstructError can have been raised
+    return (ValueError, OSError, Warning) + ((pipeline.ReconstructError,) if pipeline else ())
 
 
 if __name__ == "__main__":

@@ -25,10 +25,19 @@ def on_sigint(signum: int, frame: FrameType | None) -> None:
 
 
 def install() -> object:
-    """Forget earlier interrupts and make `on_sigint` the SIGINT handler; returns the previous one."""
+    """Forget earlier interrupts and make `on_sigint` the SIGINT handler; returns the previous
+    handler. Outside the main thread (signals are only handled there) it only forgets."""
     global _interrupted
     _interrupted = False
+    if threading.current_thread() is not threading.main_thread():
+        return None
     return signal.signal(signal.SIGINT, on_sigint)
+
+
+def restore(handler: object) -> None:
+    """Make `handler` (as `install` returned it) the SIGINT handler again; None: leave it."""
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
 
 
 def interrupted() -> bool:
