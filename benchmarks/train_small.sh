@@ -9,6 +9,13 @@
 # Usage: benchmarks/train_small.sh OUT_DIR [--set KEY=VALUE ...]   (extra settings go to both runs)
 # Work files (checkpoints, logs, fp32 exports) go to $TRAIN_WORK (default /tmp/fast3r_train_small).
 # RUNS="pool1000" trains the release model alone (the whole GPU and all CPU cores for one run).
+#
+# One run across many short GPU slots (BENCHMARKS.md, "Training across GPU slots"): SLOTS=1 trains
+# pool1000 alone and writes its compact slot checkpoint (fast3r.train.slot) to OUT_DIR/slot/ (fp16
+# weights in 3 shards, config.json, index, optimizer.safetensors, train_log.csv: 7 files, 37 MB) and
+# OUT_DIR/results.json, 8 files in all. SLOT_IN=DIR continues from the slot checkpoint in DIR (what the
+# last slot brought back, carried in the repo tree at an ignored path such as runs/slot); the log's
+# rows are appended. Give every slot the same --set steps=N (the schedule spans all slots).
 set -u
 OUT_DIR=${1:?usage: benchmarks/train_small.sh OUT_DIR [--set KEY=VALUE ...]}
 shift
@@ -18,6 +25,17 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT_DIR" "$WORK"
 RUNS=${RUNS:-pool1000 sequential}
+SLOTS=${SLOTS:-0}
+slot_args=()
+if [ "$SLOTS" = 1 ]; then
+  RUNS=pool1000
+  rm -rf "$OUT_DIR/slot"
+  slot_args=(--set "slot_out=$OUT_DIR/slot")
+  if [ -n "${SLOT_IN:-}" ]; then
+    [ -f "$SLOT_IN/optimizer.safetensors" ] || { echo "SLOT_IN=$SLOT_IN holds no slot checkpoint"; exit 2; }
+    slot_args+=(--from-slot "$SLOT_IN")
+  fi
+fi
 rm -rf "$WORK/pool1000" "$WORK/sequential"
 start=$(date +%s)
 
@@ -36,7 +54,7 @@ for name in $RUNS; do
     sequential) config=configs/small_synthetic_224_sequential.toml ;;
     *) echo "unknown run $name (RUNS takes pool1000 and/or sequential)"; exit 2 ;;
   esac
-  train "$name" "$config" "$@" &
+  train "$name" "$config" "${slot_args[@]}" "$@" &
   reports+=("$name=$WORK/$name")
 done
 wait
@@ -45,8 +63,13 @@ for name in $RUNS; do
   echo "----- $name (last lines of $WORK/$name.log)"
   tail -n 5 "$WORK/$name.log"
 done
-python benchmarks/train_small_report.py "$OUT_DIR" "${reports[@]}" || echo "report failed"
-if [ -d "$WORK/pool1000/model_fp16" ]; then
+if [ "$SLOTS" = 1 ]; then  # the slot folder holds the weights and the log: only results.json besides
+  python benchmarks/train_small_report.py "$WORK/report" "${reports[@]}" && cp "$WORK/report/results.json" "$OUT_DIR/" \
+    || echo "report failed"
+else
+  python benchmarks/train_small_report.py "$OUT_DIR" "${reports[@]}" || echo "report failed"
+fi
+if [ "$SLOTS" != 1 ] && [ -d "$WORK/pool1000/model_fp16" ]; then
   rm -rf "$OUT_DIR/fast3r_small_pool1000"
   cp -r "$WORK/pool1000/model_fp16" "$OUT_DIR/fast3r_small_pool1000"
 fi
