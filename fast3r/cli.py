@@ -50,7 +50,7 @@ positive_int = in_range(int, 0, low_open=True)
 
 def add_reconstruct_parser(subparsers) -> None:
     from .model import DTYPES
-    from .pipeline import EXPORTS
+    from .pipeline import DEFAULT_MAX_POINTS, EXPORTS
 
     parser = subparsers.add_parser(
         "reconstruct",
@@ -62,23 +62,51 @@ def add_reconstruct_parser(subparsers) -> None:
     parser.add_argument(
         "--weights",
         default=None,
-        help="directory or Hugging Face hub id (default: the bundled small model; the published "
-        "jedyang97/Fast3R_ViT_Large_512 is licensed non-commercial)",
+        help="directory or Hugging Face hub id (default: the published jedyang97/Fast3R_ViT_Large_512, licensed "
+        "non-commercial, downloaded once); 'small': the bundled demo model for synthetic scenes",
     )
     parser.add_argument("--size", type=int, choices=[512, 224], default=None, help="default: the weights' size")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
     parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto")
     parser.add_argument("--max-views", type=in_range(int, 2), default=None, help="keep at most this many views, evenly spread")
+    parser.add_argument("--focal", type=focal_spec, default=None, metavar="PIXELS|exif|FILE",
+                        help="known focal length in pixels of the original photos, 'exif' (35 mm equivalent from each "
+                        "photo's EXIF; missing ones estimated), or a file of 'NAME PIXELS' lines or a JSON object "
+                        "(default: estimated from the pointmaps)")
     parser.add_argument("--conf-percentile", type=in_range(float, 0, 100, high_open=True), default=20.0, help="drop each view's least confident N%% of points")
     parser.add_argument("--voxel-size", type=positive_float, default=None, help="average points per voxel of this size")
+    parser.add_argument("--max-points", type=in_range(int, 0), default=DEFAULT_MAX_POINTS,
+                        help=f"point budget of the exported cloud: the most confident point per voxel of a grid sized "
+                        f"to keep at most this many (default {DEFAULT_MAX_POINTS:,}); 0 keeps every confident point")
     parser.add_argument("--camera-method", choices=["auto", "align", "pnp"], default="auto")
-    parser.add_argument("--export", nargs="+", choices=EXPORTS, default=None, help="default: all available")
+    parser.add_argument("--export", nargs="+", choices=list(EXPORTS), default=None,
+                        help="default: all but the full-density 'depth' and 'npz' (gigabytes at 1000 views)")
+    parser.add_argument("--copy-images", action="store_true",
+                        help="copy the photos into OUT/images (default: symbolic links to them)")
+    parser.add_argument("--exact-decode", action="store_true",
+                        help="decode JPEGs at full resolution, the release's pixels exactly (default: reduced-scale "
+                        "decoding, about one grey level apart and ~4x faster for large photos)")
     parser.add_argument("--video-fps", type=positive_float, default=None, help="frames per second of video to sample")
     parser.add_argument("--max-frames", type=positive_int, default=None, help="at most this many video frames, evenly spread")
     parser.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs with a warning")
-    parser.add_argument("--overwrite", action="store_true", help="write into an existing non-empty directory")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress display; only the summary")
     parser.set_defaults(handler=run_reconstruct)
+
+
+def focal_spec(text: str) -> float | str:
+    """--focal: a positive number of pixels, 'exif', or an existing file."""
+    if text == "exif":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        if not Path(text).is_file():
+            raise argparse.ArgumentTypeError(f"must be a number of pixels, 'exif' or a file; no file {text}") from None
+        return text
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be > 0 pixels, got {text}")
+    return value
 
 
 def run_reconstruct(args: argparse.Namespace) -> None:
@@ -94,23 +122,29 @@ def run_reconstruct(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         max_views=args.max_views,
         camera_method=args.camera_method,
+        focal=args.focal,
         conf_percentile=args.conf_percentile,
         voxel_size=args.voxel_size,
+        max_points=args.max_points or None,
         exports=args.export,
+        copy_images=args.copy_images,
+        exact_decode=args.exact_decode,
         overwrite=args.overwrite,
         skip_bad=args.skip_bad,
         video_fps=args.video_fps,
         max_frames=args.max_frames,
         progress=not args.quiet,
     )
-    points, _ = result.point_cloud(args.conf_percentile, args.voxel_size)
     sizes = sorted({f"{img.rgb.shape[1]}x{img.rgb.shape[0]}" for img in result.images})
-    print(f"\nfast3r: {len(result.images)} views at {', '.join(sizes)}, cameras by '{result.cameras.method}'")
+    print(f"fast3r: {len(result.images)} views at {', '.join(sizes)}, cameras by '{result.cameras.method}' "
+          f"(focal: {result.cameras.focal_source})")
     for stage, seconds in result.timings.items():
-        print(f"  {stage:12s} {seconds:8.2f} s")
-    print(f"  {'total':12s} {time.perf_counter() - start:8.2f} s")
-    print(f"  points kept: {len(points):,}")
-    print("  written: " + ", ".join(str(p) for p in result.files))
+        print(f"  {stage:18s} {seconds:8.2f} s")
+    print(f"  {'total':18s} {time.perf_counter() - start:8.2f} s")
+    if result.peak_gpu_bytes is not None:
+        print(f"  peak GPU memory    {result.peak_gpu_bytes / 2**30:8.2f} GiB")
+    print(f"  points exported: {len(result.cloud.points):,}")
+    print(f"  written to {args.output}: " + ", ".join(p.name for p in result.files))
 
 
 def add_view_parser(subparsers) -> None:

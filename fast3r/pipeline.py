@@ -1,30 +1,40 @@
 """The reconstruct pipeline: photos or a video in; cameras, depth and a point cloud out.
 
-    images -> model -> predictions -> cameras -> exports
+    images (decoded on all cores) -> model (encoder chunks start while later photos decode; fusion; heads)
+      -> cameras, depth and the point budget on the model's device -> host arrays -> exports (concurrent)
 """
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from .export import EXPORTS, ExportError, choose_exports, write_exports
 from .geometry import Cameras, cameras_from_pointmaps
-from .io.atomic import atomic_path
+from .geometry.pointcloud import SelectedPoints, budget, confident_pixels, gather_points, uniform_sample, voxel_average
+from .interrupt import check_interrupted
 from .io.frames import ExportFrame
-from .io.images import LoadedImage, load_images
+from .io.images import LoadedImage, collect_inputs, to_model_range
+from .io.intrinsics import exif_focal_pixels, focal_in_model_pixels, read_focal_file
+from .io.loader import LoadOptions, LoadReport, evenly_spread, stream_images
+from .io.outdir import OutputFolder
 from .io.video import is_video_path
 from .model import DTYPES, Fast3R, RunOptions
+from .progress import RunProgress
 
 BUNDLED_WEIGHTS = Path(__file__).parent / "weights" / "fast3r-small-224"
-EXPORTS = ("ply", "glb", "colmap", "nerfstudio", "cameras", "depth", "npz", "preview", "images")
+PUBLISHED_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"
+DEFAULT_MAX_POINTS = 2_000_000
+VIEWER_POINTS = 2_000_000
+STAGES = ("load model", "images + encoder", "fusion + heads", "cameras + points", "export")
+
+__all__ = ["EXPORTS", "Reconstruction", "ReconstructError", "reconstruct", "load_model"]
 
 
 class ReconstructError(RuntimeError):
@@ -32,14 +42,26 @@ class ReconstructError(RuntimeError):
 
 
 @dataclass
+class Cloud:
+    """The exported point cloud: (M, 3) float32 points, (M, 3) uint8 colours, (M,) confidence and view."""
+
+    points: np.ndarray
+    colors: np.ndarray
+    confidence: np.ndarray
+    view_index: np.ndarray
+
+
+@dataclass
 class Reconstruction:
-    """Everything one run produced, per view in input order.
+    """Everything one run produced, per view in input order (host numpy arrays).
 
     pointmaps:  global pointmaps (H, W, 3) in view 0's camera frame, as the model predicted them
     points:     the points to use: local pointmaps aligned into the global frame (method "align"),
                 else the global pointmaps
     confidence: (H, W) global-head confidence; depth: (H, W) z-depth in the global frame's units
     cameras:    poses and intrinsics in pixels of the model's images
+    cloud:      the exported point cloud (confidence filter, voxels, point budget)
+    viewer_sample: arrays for viewer.npz (a uniform sample of all valid pixels)
     """
 
     images: list[LoadedImage]
@@ -51,8 +73,11 @@ class Reconstruction:
     depth: list[np.ndarray]
     cameras: Cameras
     image_ids: np.ndarray
+    cloud: Cloud
+    viewer_sample: dict[str, np.ndarray]
     timings: dict[str, float] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    peak_gpu_bytes: int | None = None
 
     @property
     def names(self) -> list[str]:
@@ -76,23 +101,13 @@ class Reconstruction:
         return frames
 
     def point_cloud(self, conf_percentile: float = 20.0, voxel_size: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(M, 3) float32 points and (M, 3) uint8 colours, dropping each view's least confident
-        `conf_percentile` percent of pixels; optionally averaged per voxel."""
-        points, colors = [], []
-        for view_points, conf, image in zip(self.points, self.confidence, self.images):
-            finite = np.isfinite(view_points).all(-1)
-            if not finite.any():
-                continue
-            keep = finite & (conf >= np.percentile(conf[finite], conf_percentile))
-            points.append(view_points[keep])
-            colors.append(image.rgb[keep])
-        points = np.concatenate(points).astype(np.float32) if points else np.zeros((0, 3), np.float32)
-        colors = np.concatenate(colors) if colors else np.zeros((0, 3), np.uint8)
-        if voxel_size:
-            from .io.ply import voxel_downsample
-
-            points, colors = voxel_downsample(points, colors, voxel_size)
-        return points, colors
+        """(M, 3) float32 points and (M, 3) uint8 colours of every view's confident pixels (each view's
+        least confident `conf_percentile` percent dropped), optionally averaged per voxel. No budget."""
+        selected = select_cloud(
+            [torch.from_numpy(p) for p in self.points], [torch.from_numpy(c) for c in self.confidence],
+            [torch.from_numpy(image.rgb) for image in self.images], conf_percentile, voxel_size, None,
+        )
+        return selected.points.numpy(), selected.colors.numpy()
 
 
 def _has_original_file(image: LoadedImage) -> bool:
@@ -104,15 +119,124 @@ def default_device() -> str:
 
 
 def load_model(weights: str | os.PathLike | None, device: str, dtype: torch.dtype) -> Fast3R:
-    """The model from a directory or hub id; the bundled small model when `weights` is None."""
+    """The model from a directory or hub id: None is the published ViT-L/512, "small" the bundled demo model."""
     if weights is None:
-        if not (BUNDLED_WEIGHTS / "config.json").is_file():
-            raise ReconstructError(
-                f"no bundled weights at {BUNDLED_WEIGHTS}; pass --weights DIR or a hub id "
-                "(e.g. jedyang97/Fast3R_ViT_Large_512, licensed non-commercial)"
-            )
+        weights = PUBLISHED_WEIGHTS
+    if str(weights) == "small":
         weights = BUNDLED_WEIGHTS
     return Fast3R.from_pretrained(str(weights), device=device, dtype=dtype)
+
+
+def select_cloud(
+    points: Sequence[torch.Tensor],
+    confidence: Sequence[torch.Tensor],
+    colors: Sequence[torch.Tensor],
+    conf_percentile: float,
+    voxel_size: float | None,
+    max_points: int | None,
+) -> SelectedPoints:
+    """Confident pixels of every view -> optional voxel average -> optional point budget (tensors' device)."""
+    selected = gather_points(points, confidence, colors, confident_pixels(points, confidence, conf_percentile))
+    if voxel_size:
+        selected = voxel_average(selected, voxel_size)
+    return budget(selected, max_points) if max_points else selected
+
+
+def resolve_focals(focal: float | str | os.PathLike | None, images: Sequence[LoadedImage]) -> np.ndarray | None:
+    """Known focal lengths in model pixels per view (NaN: estimate it), from one number of original-photo
+    pixels, "exif", or a per-image file (JSON or 'name focal' lines); None: estimate all."""
+    if focal is None:
+        return None
+    if isinstance(focal, (int, float)):
+        if not focal > 0:
+            raise ReconstructError(f"--focal must be a positive number of pixels, got {focal}")
+        pixels = [float(focal)] * len(images)
+    elif str(focal) == "exif":
+        pixels = [exif_focal_pixels(image.path) if _has_original_file(image) else None for image in images]
+        missing = [image.name for image, value in zip(images, pixels) if value is None]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            warnings.warn(f"--focal exif: no focal length in the EXIF of {shown}; estimating theirs", stacklevel=3)
+    else:
+        table = read_focal_file(focal)
+        pixels = [table.get(image.name) for image in images]
+        missing = [image.name for image, value in zip(images, pixels) if value is None]
+        if missing:
+            raise ReconstructError(f"--focal {focal}: no focal length for {', '.join(missing[:5])}")
+    return np.array([
+        np.nan if value is None else focal_in_model_pixels(value, image.transform) if _has_original_file(image) else value
+        for image, value in zip(images, pixels)
+    ])
+
+
+def _to_model_input(image: LoadedImage, param: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) on the model's device and dtype; uint8 pixels travel, the float conversion runs there."""
+    rgb = torch.from_numpy(image.rgb).to(param.device, non_blocking=True)
+    return to_model_range(rgb)[None].to(param.dtype)
+
+
+def _plan_inputs(inputs, max_views: int | None) -> tuple[list[Path], bool]:
+    """Input files, and whether `max_views` still has to be applied after loading (videos: count unknown)."""
+    paths = collect_inputs(inputs)
+    if max_views is None or len(paths) <= max_views or any(is_video_path(p) for p in paths):
+        return paths, max_views is not None
+    warnings.warn(f"{len(paths)} photos found; keeping {max_views} evenly spread (--max-views)", stacklevel=3)
+    return [paths[i] for i in evenly_spread(len(paths), max_views)], False
+
+
+def run_model(
+    model: Fast3R,
+    paths: Sequence[Path],
+    load: LoadOptions,
+    max_views_after: int | None,
+    image_ids: Sequence[float] | str | None,
+    progress: RunProgress,
+) -> tuple[list[LoadedImage], list[dict[str, torch.Tensor]], np.ndarray]:
+    """Decode photos on all cores while the encoder runs on the chunks already decoded; then the fusion
+    transformer and heads. Outputs stay on the model's device."""
+    param = next(model.parameters())
+    chunk = RunOptions().encoder_chunk_views
+    images: list[LoadedImage] = []
+    tokens: list[torch.Tensor | None] = []
+    pending: dict[tuple[int, int], list[int]] = {}  # views of one size waiting for a full encoder chunk
+    report = LoadReport()
+
+    def encode(indices: list[int]) -> None:
+        views = model.check_views([_to_model_input(images[i], param) for i in indices])
+        for index, view_tokens in zip(indices, model.encode(views)):
+            tokens[index] = view_tokens
+        indices.clear()
+
+    progress.start("images + encoder", total=len(paths), unit="file")
+    with torch.no_grad():
+        for image in stream_images(paths, load, report, on_file=progress.advance):
+            images.append(image)
+            tokens.append(None)
+            if report.problems and not load.skip_bad:
+                continue  # the run will fail once every file is tried: spend no more GPU time
+            group = pending.setdefault(image.rgb.shape[:2], [])
+            group.append(len(images) - 1)
+            if len(group) == chunk:
+                encode(group)
+            check_interrupted()
+        report.raise_if_failed(load.skip_bad, len(images))
+        for group in pending.values():
+            if group:
+                encode(group)
+        if max_views_after is not None and len(images) > max_views_after:
+            keep = evenly_spread(len(images), max_views_after)
+            warnings.warn(f"{len(images)} views found; keeping {len(keep)} evenly spread (--max-views)", stacklevel=3)
+            images, tokens = [images[i] for i in keep], [tokens[i] for i in keep]
+        if len(images) < 2:
+            raise ReconstructError(f"need at least two views, got {len(images)}")
+        _unique_names(images)
+        ids = model.image_ids(len(images), image_ids)
+        depth = model.config.decoder.depth
+        progress.start("fusion + heads", total=depth + len(images), unit="step")
+        options = RunOptions(on_step=lambda stage, count: progress.advance(count if stage == "heads" else 1))
+        sizes = [image.rgb.shape[:2] for image in images]
+        outputs = model.decode(tokens, sizes, ids, options)
+    return images, outputs, ids.numpy()
 
 
 def _unique_names(images: list[LoadedImage]) -> None:
@@ -127,32 +251,82 @@ def _unique_names(images: list[LoadedImage]) -> None:
         image.name = name
 
 
-def _evenly(images: list[LoadedImage], max_views: int) -> list[LoadedImage]:
-    keep = np.unique(np.linspace(0, len(images) - 1, max_views).round().astype(int))
-    warnings.warn(f"{len(images)} views found; keeping {len(keep)} evenly spread (max_views={max_views})", stacklevel=3)
-    return [images[i] for i in keep]
+def _to_host(views: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """Per-view float32 arrays on the host, one transfer per image size (views into one stacked array)."""
+    host: list[np.ndarray | None] = [None] * len(views)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for index, view in enumerate(views):
+        by_shape.setdefault(tuple(view.shape), []).append(index)
+    for indices in by_shape.values():
+        stacked = torch.stack([views[i] for i in indices]).float().cpu().numpy()
+        for row, index in enumerate(indices):
+            host[index] = stacked[row]
+    return host
 
 
-def predict(
-    model: Fast3R,
-    images: Sequence[LoadedImage],
-    image_ids: Sequence[float] | str | None = None,
-    options: RunOptions | None = None,
-) -> list[dict[str, np.ndarray]]:
-    """Run the model on preprocessed images; per-view outputs as float32 numpy arrays (batch of one)."""
-    param = next(model.parameters())
-    views = [image.tensor[None].to(param.device, param.dtype) for image in images]
-    options = options or RunOptions(output_device="cpu")
-    try:
-        with torch.no_grad():
-            outputs = model(views, image_ids=image_ids, options=options)
-    except torch.cuda.OutOfMemoryError as err:
-        height, width = views[0].shape[-2:]
-        raise ReconstructError(
-            f"GPU out of memory with {len(views)} views at {width}x{height} in {param.dtype}: use fewer views "
-            "(--max-views), smaller images (--size 224), or bf16 (--dtype bf16)"
-        ) from err
-    return [{key: value[0].float().cpu().numpy() for key, value in out.items()} for out in outputs]
+def _viewer_sample(global_points, aligned, confidence, colors, count: int) -> dict[str, np.ndarray]:
+    """A uniform sample of every view's valid pixels with both estimates, for viewer.npz."""
+    flat = lambda views, width: torch.cat([v.reshape(-1, width) for v in views])  # noqa: E731
+    points_global, points_local = flat(global_points, 3), flat(aligned, 3)
+    conf, rgb = flat(confidence, 1)[:, 0], flat(colors, 3)
+    view = torch.cat([torch.full((v[..., 0].numel(),), i, dtype=torch.int32, device=v.device) for i, v in enumerate(aligned)])
+    valid = torch.isfinite(points_global).all(1) & torch.isfinite(points_local).all(1) & torch.isfinite(conf)
+    rows = torch.nonzero(valid)[:, 0]
+    rows = rows[uniform_sample(count, int(rows.shape[0]), rows.device)]
+    host = lambda t, dtype: t[rows].cpu().numpy().astype(dtype)  # noqa: E731
+    return {
+        "points_global": host(points_global, np.float32), "points_local": host(points_local, np.float32),
+        "colors": host(rgb, np.uint8), "confidence": host(conf, np.float32), "view_index": host(view, np.int32),
+    }
+
+
+def cameras_and_points(
+    images: list[LoadedImage],
+    outputs: list[dict[str, torch.Tensor]],
+    ids: np.ndarray,
+    method: str,
+    focals: np.ndarray | None,
+    conf_percentile: float,
+    voxel_size: float | None,
+    max_points: int | None,
+) -> Reconstruction:
+    """Cameras, depth, the budgeted cloud and the viewer sample where the pointmaps are; then host arrays."""
+    pointmaps = [o["pts3d_in_other_view"][0] for o in outputs]
+    confidence = [o["conf"][0] for o in outputs]
+    local = [o["pts3d_local"][0] for o in outputs]
+    local_conf = [o["conf_local"][0] for o in outputs]
+    cameras = cameras_from_pointmaps(
+        pointmaps, confidence, local_pointmaps=local, local_confidence=local_conf, method=method, focal=focals,
+        progress=False,
+    )
+    if cameras.aligned_points is not None:
+        points = list(cameras.aligned_points)
+        depth = [float(scale) * view[..., 2] for scale, view in zip(cameras.scale, local)]
+    else:
+        points = pointmaps
+        depth = []
+        for c2w, view in zip(cameras.c2w, pointmaps):
+            w2c = torch.as_tensor(np.linalg.inv(c2w), dtype=view.dtype, device=view.device)
+            depth.append((view @ w2c[:3, :3].T + w2c[:3, 3])[..., 2])
+    cameras.aligned_points = None  # kept as `points`, on the host below
+    device = pointmaps[0].device
+    colors = [torch.from_numpy(image.rgb).to(device) for image in images]
+    selected = select_cloud(points, confidence, colors, conf_percentile, voxel_size, max_points)
+    cloud = Cloud(*(t.cpu().numpy() for t in (selected.points, selected.colors, selected.confidence, selected.view_index)))
+    viewer = _viewer_sample(pointmaps, points, confidence, colors, VIEWER_POINTS)
+    host = [_to_host(views) for views in (pointmaps, confidence, local, local_conf, points, depth)]
+    return Reconstruction(images, *host, cameras, ids, cloud, viewer)
+
+
+def _check_options(conf_percentile: float, voxel_size: float | None, max_points: int | None, max_views: int | None) -> None:
+    if not 0 <= conf_percentile < 100:
+        raise ReconstructError(f"--conf-percentile must be in [0, 100), got {conf_percentile}")
+    if voxel_size is not None and not voxel_size > 0:
+        raise ReconstructError(f"--voxel-size must be > 0, got {voxel_size}")
+    if max_points is not None and max_points < 1:
+        raise ReconstructError(f"--max-points must be at least 1, got {max_points}")
+    if max_views is not None and max_views < 2:
+        raise ReconstructError(f"--max-views must be at least 2, got {max_views}")
 
 
 def reconstruct(
@@ -167,198 +341,99 @@ def reconstruct(
     max_views: int | None = None,
     image_ids: Sequence[float] | str | None = None,
     camera_method: str = "auto",
+    focal: float | str | os.PathLike | None = None,
     conf_percentile: float = 20.0,
     voxel_size: float | None = None,
+    max_points: int | None = DEFAULT_MAX_POINTS,
     exports: Sequence[str] | None = None,
+    copy_images: bool = False,
     overwrite: bool = False,
     skip_bad: bool = False,
+    exact_decode: bool = False,
     video_fps: float | None = None,
     max_frames: int | None = None,
     progress: bool = True,
 ) -> Reconstruction:
     """Reconstruct a scene from a folder, glob, list of images, or a video.
 
-    size: 512 or 224 (default: the size the weights were trained at). dtype: "auto" (bf16 on CUDA,
-    fp32 on CPU), "fp32", "bf16" or "fp16". camera_method: see `cameras_from_pointmaps`. With
-    `output_dir`, writes the chosen `exports` (default: all of EXPORTS whose optional packages are
-    installed) there; an existing non-empty directory is refused unless `overwrite`.
+    weights: a folder or hub id; None: the published ViT-L/512 (non-commercial licence), "small": the
+    bundled demo model for synthetic scenes. size: 512 or 224 (default: the size the weights were trained
+    at). dtype: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16" or "fp16". camera_method: see
+    `cameras_from_pointmaps`. focal: known focal length in pixels of the original photos, "exif" (35 mm
+    equivalent from each photo's EXIF), or a per-image file; None estimates it. max_points: the exported
+    cloud's budget (None: every confident point). With `output_dir`, writes the chosen `exports` (default:
+    all but the full-density depth and npz) into a staging folder swapped in when complete; an existing
+    non-empty folder is refused unless `overwrite`, which replaces it.
     """
-    timings: dict[str, float] = {}
-    out = Path(output_dir) if output_dir is not None else None
-    chosen = _check_exports(exports)
-    if out is not None and out.exists() and any(out.iterdir()) and not overwrite:
-        raise ReconstructError(f"{out} exists and is not empty; pass --overwrite to write into it")
-
+    _check_options(conf_percentile, voxel_size, max_points, max_views)
+    try:
+        chosen = choose_exports(exports)
+    except ExportError as err:
+        raise ReconstructError(str(err)) from err
     device = device or default_device()
     if dtype == "auto":
         dtype = "bf16" if device.startswith("cuda") else "fp32"
     if dtype not in DTYPES:
-        raise ReconstructError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
-
-    start = time.perf_counter()
-    model = model if model is not None else load_model(weights, device, DTYPES[dtype])
-    size = size or model.config.encoder.img_size
-    timings["load model"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    images = load_images(inputs, size=size, skip_bad=skip_bad, video_fps=video_fps, max_frames=max_frames, progress=progress)
-    if max_views is not None and len(images) > max_views:
-        images = _evenly(images, max_views)
-    if len(images) < 2:
-        raise ReconstructError(f"need at least two views, got {len(images)} from {inputs!r}")
-    _unique_names(images)
-    timings["load images"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    ids = model.image_ids(len(images), image_ids).numpy()
-    outputs = predict(model, images, image_ids=ids)
-    timings["model"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    result = _cameras_and_depth(images, outputs, ids, camera_method, progress)
-    timings["cameras"] = time.perf_counter() - start
-    result.timings = timings
-
-    if out is not None:
-        start = time.perf_counter()
-        result.files = export(result, out, chosen, conf_percentile=conf_percentile, voxel_size=voxel_size, progress=progress)
-        timings["export"] = time.perf_counter() - start
+        raise ReconstructError(f"--dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
+    paths, max_views_after = _plan_inputs(inputs, max_views)
+    folder = OutputFolder(output_dir, overwrite) if output_dir is not None else None
+    staging = folder.open() if folder is not None else None
+    shown = RunProgress(STAGES, enabled=progress)
+    try:
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(device)
+        shown.start("load model")
+        model = model if model is not None else load_model(weights, device, DTYPES[dtype])
+        size = size or model.config.encoder.img_size
+        load = LoadOptions(size=size, exact=exact_decode, skip_bad=skip_bad, video_fps=video_fps, max_frames=max_frames)
+        images, outputs, ids = run_model(model, paths, load, max_views if max_views_after else None, image_ids, shown)
+        check_interrupted()
+        shown.start("cameras + points")
+        focals = resolve_focals(focal, images)
+        result = cameras_and_points(images, outputs, ids, camera_method, focals, conf_percentile, voxel_size, max_points)
+        result.timings = shown.timings  # filled in as the stages end
+        del outputs
+        if device.startswith("cuda"):
+            result.peak_gpu_bytes = torch.cuda.max_memory_allocated(device)
+        check_interrupted()
+        if folder is not None:
+            shown.start("export", total=len(chosen), unit="file")
+            write_exports(result, staging, chosen, copy_images=copy_images, on_file=shown.advance)
+            check_interrupted()
+            shown.finish()
+            options = {
+                "size": size, "dtype": dtype, "device": device, "camera_method": camera_method,
+                "focal": None if focal is None else str(focal), "conf_percentile": conf_percentile,
+                "voxel_size": voxel_size, "max_points": max_points, "max_views": max_views,
+                "exact_decode": exact_decode, "copy_images": copy_images,
+            }  # fmt: skip
+            folder.commit(_run_info(inputs, weights, model, options, chosen, result))
+            result.files = [Path(output_dir) / EXPORTS[name] for name in chosen]
+    except torch.cuda.OutOfMemoryError as err:
+        raise ReconstructError(
+            f"GPU out of memory at {len(paths)} inputs: use fewer views (--max-views), smaller images (--size 224), "
+            "or bf16 (--dtype bf16)"
+        ) from err
+    finally:
+        shown.close()
+        if folder is not None:
+            folder.abort()  # after a commit: only releases the lock
     return result
 
 
-def _cameras_and_depth(
-    images: list[LoadedImage], outputs: list[dict[str, np.ndarray]], ids: np.ndarray, method: str, progress: bool
-) -> Reconstruction:
-    pointmaps = [o["pts3d_in_other_view"] for o in outputs]
-    confidence = [o["conf"] for o in outputs]
-    local = [o["pts3d_local"] for o in outputs]
-    local_conf = [o["conf_local"] for o in outputs]
-    cameras = cameras_from_pointmaps(
-        pointmaps, confidence, local_pointmaps=local, local_confidence=local_conf, method=method, progress=progress
-    )
-    if cameras.aligned_points is not None:
-        points = [np.asarray(p, dtype=np.float32) for p in cameras.aligned_points]
-        depth = [(scale * view[..., 2]).astype(np.float32) for scale, view in zip(cameras.scale, local)]
-    else:
-        points = pointmaps
-        depth = []
-        for c2w, view in zip(cameras.c2w, pointmaps):
-            w2c = np.linalg.inv(c2w)
-            depth.append((view @ w2c[:3, :3].T + w2c[:3, 3])[..., 2].astype(np.float32))
-    return Reconstruction(images, pointmaps, confidence, local, local_conf, points, depth, cameras, ids)
+def _run_info(inputs, weights, model: Fast3R, options: dict, exports: list[str], result: Reconstruction) -> dict:
+    from . import __version__
 
-
-def _check_exports(exports: Sequence[str] | None) -> list[str]:
-    if exports is None:
-        available = []
-        for name in EXPORTS:
-            missing = _missing_package(name)
-            if missing:
-                warnings.warn(f"skipping the {name} export: {missing}", stacklevel=3)
-            else:
-                available.append(name)
-        return available
-    unknown = [e for e in exports if e not in EXPORTS]
-    if unknown:
-        raise ReconstructError(f"unknown export(s) {unknown}; choose from {', '.join(EXPORTS)}")
-    for name in exports:
-        missing = _missing_package(name)
-        if missing:
-            raise ReconstructError(f"the {name} export needs {missing}")
-    return list(dict.fromkeys(exports))
-
-
-def _missing_package(export_name: str) -> str | None:
-    import importlib.util
-
-    needs = {"glb": "trimesh", "colmap": "pycolmap"}.get(export_name)
-    if needs and importlib.util.find_spec(needs) is None:
-        return f"{needs} (pip install 'fast3r[export]')"
-    return None
-
-
-def export(
-    result: Reconstruction,
-    out: Path,
-    exports: Sequence[str],
-    conf_percentile: float = 20.0,
-    voxel_size: float | None = None,
-    progress: bool = True,
-) -> list[Path]:
-    """Write the chosen exports under `out`; every file is written under a temporary name and renamed."""
-    from .io import cameras_json, colmap, depth, glb, nerfstudio, ply
-    from .viz import preview
-
-    out.mkdir(parents=True, exist_ok=True)
-    points, colors = result.point_cloud(conf_percentile, voxel_size)
-    frames = result.frames()
-    writers = {
-        "ply": lambda: ply.write_ply(out / "points.ply", points, colors),
-        "glb": lambda: glb.write_glb(out / "scene.glb", points, colors, frames),
-        "colmap": lambda: colmap.write_colmap(out / "sparse" / "0", frames, points, colors),
-        "nerfstudio": lambda: nerfstudio.write_transforms_json(
-            out / "transforms.json", frames, ply_file_path="points.ply" if "ply" in exports else None
-        ),
-        "cameras": lambda: cameras_json.write_cameras_json(out / "cameras.json", frames, result.model_frames()),
-        "depth": lambda: depth.write_depth_maps(out / "depth", result.names, result.depth, result.confidence),
-        "npz": lambda: _write_npz(out / "predictions.npz", result),
-        "preview": lambda: preview.render_preview(points, colors, frames, out / "preview.png"),
-        "images": lambda: _write_images(out / "images", result.images),
+    listed = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    return {
+        "fast3r_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "inputs": [str(Path(entry).resolve()) if Path(entry).exists() else str(entry) for entry in listed],
+        "views": result.names,
+        "weights": str(weights) if weights is not None else PUBLISHED_WEIGHTS,
+        "model": asdict(model.config),
+        "options": options,
+        "exports": {name: EXPORTS[name] for name in exports},
+        "points_exported": int(len(result.cloud.points)),
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
     }
-    targets = {
-        "ply": "points.ply", "glb": "scene.glb", "colmap": "sparse", "nerfstudio": "transforms.json",
-        "cameras": "cameras.json", "depth": "depth", "npz": "predictions.npz", "preview": "preview.png",
-        "images": "images",
-    }  # fmt: skip
-    written = []
-    for name in tqdm(exports, desc="Writing", unit="file", disable=not progress):
-        writers[name]()
-        written.append(out / targets[name])
-    return written
-
-
-def _write_npz(path: Path, result: Reconstruction) -> None:
-    frames = result.frames()
-    arrays: dict[str, np.ndarray] = {
-        "names": np.array(result.names),
-        "image_ids": result.image_ids,
-        "c2w": result.cameras.c2w,
-        "K": result.cameras.K,
-        "K_original": np.stack([f.K for f in frames]),
-        "original_sizes": np.array([(f.width, f.height) for f in frames]),
-    }
-    per_view = {
-        "images": [image.rgb for image in result.images],
-        "pts3d": result.pointmaps,
-        "conf": result.confidence,
-        "pts3d_local": result.local_pointmaps,
-        "conf_local": result.local_confidence,
-        "points_aligned": result.points,
-        "depth": result.depth,
-    }
-    same_size = len({image.rgb.shape for image in result.images}) == 1
-    for key, values in per_view.items():
-        if same_size:
-            arrays[key] = np.stack(values)
-        else:  # mixed orientations: one array per view
-            arrays.update({f"{key}_{i:05d}": value for i, value in enumerate(values)})
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
-
-
-def _write_images(directory: Path, images: Sequence[LoadedImage]) -> None:
-    """The photos beside the COLMAP / Nerfstudio files, upright as the cameras see them: originals
-    copied, photos with an EXIF rotation saved rotated, video frames saved as PNG."""
-    from PIL import Image, ImageOps
-
-    directory.mkdir(parents=True, exist_ok=True)
-    for image in images:
-        with atomic_path(directory / image.name) as tmp:
-            if not _has_original_file(image):
-                Image.fromarray(image.rgb).save(tmp, format="PNG")
-                continue
-            with Image.open(image.path) as photo:
-                if photo.getexif().get(0x0112, 1) == 1:  # EXIF orientation: upright already
-                    shutil.copyfile(image.path, tmp)
-                else:
-                    ImageOps.exif_transpose(photo).save(tmp, format=photo.format, quality=95)

@@ -32,7 +32,7 @@ def test_reconstruct_command_prints_a_summary_and_writes_files(tiny_weights, pho
     )  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
-    assert "3 views at 224x224" in text and "points kept" in text and "model" in text
+    assert "3 views at 224x224" in text and "points exported" in text and "model" in text
     assert (out / "points.ply").is_file() and (out / "sparse" / "0" / "cameras.bin").is_file()
     with Image.open(out / "images" / "photo_2.jpg") as saved:
         assert saved.size == (320, 240)  # EXIF applied

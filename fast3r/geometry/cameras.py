@@ -196,8 +196,9 @@ def _checked_focals(focal: float | Sequence[float] | ArrayLike, count: int) -> n
         values = np.full(count, float(values))
     if values.shape != (count,):
         raise ValueError(f"focal must be one number or {count} numbers (one per view), got shape {values.shape}")
-    if not (np.isfinite(values).all() and (values > 0).all()):
-        raise ValueError(f"focal must be finite and positive, got {values}")
+    known = ~np.isnan(values)
+    if not (np.isfinite(values[known]).all() and (values[known] > 0).all()):
+        raise ValueError(f"focal must be finite and positive (NaN: estimate that view's), got {values}")
     return values
 
 
@@ -277,7 +278,7 @@ def cameras_from_pointmaps(
         the global pointmap and its pixel grid, pixels subsampled to `pnp.max_points`; identity on failure.
       "auto": "align" when local pointmaps are given, else "pnp".
     Focal (principal point always (W/2, H/2)):
-      `focal` given (one number or N) -> used as is. Else, for "pnp" with `focal_sweep` -> per view, the
+      `focal` given (one number or N; NaN for views whose focal is unknown) -> used as is where known. Else, for "pnp" with `focal_sweep` -> per view, the
       focal of geomspace(S/2, 3S) with most PnP inliers (view 0's for all when `shared_focal`). Else, with
       local pointmaps -> Weiszfeld per view on its local pointmap (points with local confidence, or global
       when absent, at or above `focal_conf_percentile`); `shared_focal` takes their median. Else ->
@@ -302,10 +303,11 @@ def cameras_from_pointmaps(
     for group in groups:
         sizes[group.indices] = group.size
 
-    if focal is not None:
-        focals, focal_source = _checked_focals(focal, count), "given"
+    given = None if focal is None else _checked_focals(focal, count)
+    if given is not None and not np.isnan(given).any():
+        focals, focal_source = given, "given"
     elif method == "pnp" and focal_sweep:
-        focals, focal_source = None, "pnp-sweep"
+        focals, focal_source = (None if given is None else given.copy()), "pnp-sweep"  # NaN: swept
     elif has_local:
         focals = _fill_missing_focals(_focal_per_view(groups, count, focal_conf_percentile, progress), sizes)
         focal_source = "local"
@@ -315,6 +317,9 @@ def cameras_from_pointmaps(
         view0_focal = _view0_global_focal(groups, focal_conf_percentile)
         focals = _fill_missing_focals(np.array([view0_focal]), sizes[:1]).repeat(count)
         focal_source = "global-view0"
+    if given is not None and np.isnan(given).any():  # some views known, the others estimated
+        focals = np.where(np.isnan(given), focals, given)
+        focal_source = f"given+{focal_source}"
 
     c2w = np.tile(np.eye(4), (count, 1, 1))
     num_points = np.zeros(count, dtype=np.int64)
