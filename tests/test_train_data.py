@@ -1,10 +1,12 @@
 """Training batches: deterministic per step, different per rank, and pool batches geometrically exact."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from fast3r.data.synthetic import SceneConfig, SyntheticSceneSource
-from fast3r.train.data import DataConfig, plan_step, pool_size, training_batches
+from fast3r.train.data import DataConfig, _PoolBatches, plan_step, pool_size, training_batches
 
 
 def _first(config, seed=0, start=0, total=2, rank=0, world_size=1):
@@ -79,3 +81,27 @@ def test_bad_settings_name_the_key():
         DataConfig(render_device="cuda", num_workers=2).validate()
     with pytest.raises(ValueError, match="colmap"):
         DataConfig(source="co3d:/data").validate()
+
+
+def test_curriculum_grows_views_and_baseline_window_then_leaves_the_plan_alone():
+    config = DataConfig(mode="pool", num_views=[8], pool_views=16, curriculum_steps=100)
+    start, middle, end = (plan_step(config, 0, step) for step in (0, 50, 100))
+    assert (start.num_views, start.view_window) == (2, 2)
+    assert (middle.num_views, middle.view_window) == (5, 5 + round(0.5 * 11))
+    assert (end.num_views, end.view_window) == (8, 16) and len(end.image_ids) == 8
+    assert plan_step(config, 0, 107) == plan_step(DataConfig(mode="pool", num_views=[8], pool_views=16), 0, 107)
+    rng = np.random.default_rng(0)
+    for plan in (start, middle):
+        chosen = np.stack([_PoolBatches._choose_views(SimpleNamespace(config=config), rng, plan) for _ in range(50)])
+        assert (np.diff(chosen, axis=1) > 0).all() and (chosen[:, -1] - chosen[:, 0] < plan.view_window).all()
+        assert chosen.min() >= 0 and chosen.max() <= 15 and chosen.shape[1] == plan.num_views
+    with pytest.raises(ValueError, match="curriculum_steps"):
+        DataConfig(curriculum_steps=-1).validate()
+
+
+def test_fov_range_reaches_the_rendered_cameras():
+    config = DataConfig(num_views=[2], resolutions=[(32, 48)], batch_size=1, num_workers=0, fov_deg=(30.0, 30.0))
+    view = _first(config).views[0]
+    assert float(view["K"][0, 0, 0]) == pytest.approx(24 / np.tan(np.radians(15)), rel=1e-5)
+    with pytest.raises(ValueError, match="fov_deg"):
+        DataConfig(fov_deg=(0.0, 90.0)).validate()

@@ -76,6 +76,14 @@ def test_identity_baseline_stands_beside_every_table_on_the_same_scenes():
     )
     assert metrics["identity_baseline"]["num_pairs"] == 4 * 3 and arc["identity_baseline"]["RRA@5_pct"] < 100.0
     assert benchmarks_table(results).count("| 3 |") == 3
+    assert set(metrics["by_scene_kind"]) == {"room", "orbit"} and metrics["by_scene_kind"]["room"]["num_pairs"] == 2 * 3
+
+
+def test_a_held_out_scene_kind_is_evaluated_on_its_own():
+    config = HeldoutConfig(view_counts=[2], scenes=4, scene_kinds=["orbit"], trajectories=["arc", "orbit"], resolution=(32, 32))
+    assert [heldout_trajectory(config, i) for i in range(4)] == [("orbit", "arc"), ("orbit", "orbit")] * 2
+    with pytest.raises(ValueError, match="scene_kinds"):
+        HeldoutConfig(scene_kinds=["cave"]).validate()
 
 
 def test_metrics_by_trajectory_credit_each_scene_to_its_own_trajectory():

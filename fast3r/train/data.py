@@ -14,6 +14,12 @@ Two ways to feed the model:
     pool starts with `pool_initial` scenes and grows by `pool_scenes_per_step` scenes per step (rendered
     ahead by the workers), keeping the newest `pool_capacity`. A sample is a random scene of the pool and
     a random subset of its views, so each rendered view serves many samples.
+
+Curriculum (`curriculum_steps` > 0): over the first curriculum_steps steps, at progress p from 0 to 1,
+a step's views grow from 2 to the number drawn (2 + round(p (N - 2))), and in pool mode its views are
+taken from a window of consecutive trajectory positions that widens from those views to all
+`pool_views`: along the ordered trajectories (arc, orbit, walk) neighbouring positions are near each
+other, so early samples have small baselines and later ones the full spread.
 """
 from __future__ import annotations
 
@@ -47,7 +53,9 @@ class DataConfig:
     one drawn per batch. image_ids: "pool" (view 0 gets 0, the others distinct random indices from
     1..image_id_pool-1, as the release) or "sequential" (0..N-1). augment: the release's colour jitter
     and mild zoom (fresh mode). render_device: "cpu" renders in `num_workers` DataLoader processes,
-    "cuda" in the main process (num_workers = 0). See the module docstring for `mode` and the pool."""
+    "cuda" in the main process (num_workers = 0). fov_deg: range of the cameras' horizontal field of
+    view, drawn per scene (e.g. [30, 100] for narrow to wide lenses). See the module docstring for
+    `mode`, the pool and `curriculum_steps` (0: none)."""
 
     source: str = "synthetic"
     mode: str = "fresh"
@@ -66,6 +74,8 @@ class DataConfig:
     pool_initial: int = 64
     pool_scenes_per_step: float = 1.0
     pool_capacity: int = 2048
+    fov_deg: tuple[float, float] = (50.0, 80.0)
+    curriculum_steps: int = 0
 
     def validate(self) -> None:
         if self.source != "synthetic" and not self.source.startswith("colmap:"):
@@ -97,6 +107,10 @@ class DataConfig:
             raise ValueError(f"data.render_device must be one of {RENDER_DEVICES}, got {self.render_device!r}")
         if self.render_device == "cuda" and self.num_workers:
             raise ValueError("data.render_device='cuda' renders in the main process: set data.num_workers = 0")
+        if not 0 < self.fov_deg[0] <= self.fov_deg[1] < 180:
+            raise ValueError(f"data.fov_deg must be [low, high] degrees with 0 < low <= high < 180, got {list(self.fov_deg)}")
+        if self.curriculum_steps < 0:
+            raise ValueError(f"data.curriculum_steps must be >= 0, got {self.curriculum_steps}")
         if self.mode == "pool":
             if self.source != "synthetic":
                 raise ValueError("data.mode='pool' renders synthetic scenes: set data.source = 'synthetic'")
@@ -121,24 +135,35 @@ class Batch:
 
 @dataclass(frozen=True)
 class StepPlan:
-    """What every rank draws at one step."""
+    """What every rank draws at one step; `view_window`: pool mode draws the views from this many
+    consecutive trajectory positions (the curriculum's baseline limit)."""
 
     num_views: int
     resolution: tuple[int, int]
     image_ids: tuple[float, ...]
+    view_window: int
+
+
+def curriculum_progress(config: DataConfig, step: int) -> float:
+    """0 at step 0 rising to 1 at `curriculum_steps` (1 throughout without a curriculum)."""
+    return min(1.0, step / config.curriculum_steps) if config.curriculum_steps else 1.0
 
 
 def plan_step(config: DataConfig, seed: int, step: int) -> StepPlan:
     """The number of views, resolution and image indices of `step`: a pure function of its arguments."""
     rng = np.random.default_rng([seed, step])
     num_views = int(config.num_views[int(rng.integers(len(config.num_views)))])
+    progress = curriculum_progress(config, step)
+    if num_views > 2:
+        num_views = 2 + round(progress * (num_views - 2))
+    view_window = num_views + round(progress * (config.pool_views - num_views)) if config.mode == "pool" else num_views
     height, width = (int(s) for s in config.resolutions[int(rng.integers(len(config.resolutions)))])
     if config.image_ids == "sequential":
         image_ids = tuple(float(i) for i in range(num_views))
     else:
         others = rng.permutation(config.image_id_pool - 1)[: num_views - 1] + 1
         image_ids = (0.0, *(float(i) for i in others))
-    return StepPlan(num_views, (height, width), image_ids)
+    return StepPlan(num_views, (height, width), image_ids, view_window)
 
 
 # ----- fresh: one new scene per sample, through fast3r.data.multiview -----
@@ -170,7 +195,7 @@ def _synthetic_source(config: DataConfig, num_views: int, height: int, width: in
         num_views=num_views,
         height=height,
         width=width,
-        configs=tuple(SceneConfig(kind=kind) for kind in config.scene_kinds),
+        configs=tuple(SceneConfig(kind=kind, fov_deg=tuple(config.fov_deg)) for kind in config.scene_kinds),
         trajectories=tuple(config.trajectories),
         base_seed=config.seed_base,
         device=config.render_device,
@@ -302,7 +327,7 @@ class _PoolBatches:
         held = min(self.count, config.pool_capacity)
         scenes = self.count - held + rng.integers(held, size=config.batch_size)  # scene numbers in the pool
         slots = torch.as_tensor(scenes % config.pool_capacity, device=self.device)
-        chosen = np.stack([np.sort(rng.choice(config.pool_views, plan.num_views, replace=False)) for _ in scenes])
+        chosen = np.stack([self._choose_views(rng, plan) for _ in scenes])
         chosen = torch.as_tensor(chosen, device=self.device)  # (B, N) view numbers within each scene
         K = self.K[slots]  # (B, 3, 3)
         views = []
@@ -327,6 +352,13 @@ class _PoolBatches:
                 }
             )
         return Batch(step, views, list(plan.image_ids))
+
+    def _choose_views(self, rng: np.random.Generator, plan: StepPlan) -> np.ndarray:
+        """plan.num_views sorted view numbers of one scene, within a window of plan.view_window positions."""
+        if plan.view_window >= self.config.pool_views:
+            return np.sort(rng.choice(self.config.pool_views, plan.num_views, replace=False))
+        first = rng.integers(self.config.pool_views - plan.view_window + 1)
+        return first + np.sort(rng.choice(plan.view_window, plan.num_views, replace=False))
 
     def __iter__(self) -> Iterator[Batch]:
         for step in range(self.start, self.total):

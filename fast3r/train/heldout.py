@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from fast3r.data.synthetic import TRAJECTORIES, SceneConfig, render_scene
+from fast3r.data.synthetic.scene import SCENE_KINDS
 from fast3r.data.views import View
 from fast3r.eval.pose import PairErrors, identity_baseline_errors, metrics_from_errors, relative_pose_errors
 from fast3r.geometry import cameras_from_pointmaps
@@ -30,14 +31,18 @@ IMAGE_ID_MODES = ("spread", "sequential", "random")
 
 @dataclass
 class HeldoutConfig:
-    """view_counts: N values to evaluate; scenes: scenes per N (alternating room / orbit and cycling
+    """view_counts: N values to evaluate; scenes: scenes per N (cycling `scene_kinds`, then
     `trajectories`, best the training data's); image_ids: "spread" (evenly over the model's index table,
     the inference default), "sequential" (0..N-1) or "random" (view 0 at 0, others distinct from
-    1..table-1, seeded per scene)."""
+    1..table-1, seeded per scene).
+
+    A held-out family: list here a scene kind or trajectory that data.scene_kinds / data.trajectories
+    leave out; its scenes are scored separately under "by_scene_kind" / "by_trajectory"."""
 
     view_counts: list[int] = field(default_factory=lambda: [8, 32, 128])
     scenes: int = 6
     trajectories: list[str] = field(default_factory=lambda: list(TRAJECTORIES))
+    scene_kinds: list[str] = field(default_factory=lambda: list(SCENE_KINDS))
     seed_base: int = HELDOUT_SEED_BASE
     resolution: tuple[int, int] = (224, 224)
     image_ids: str = "spread"
@@ -51,6 +56,8 @@ class HeldoutConfig:
         unknown = [name for name in self.trajectories if name not in TRAJECTORIES]
         if unknown or not self.trajectories:
             raise ValueError(f"heldout.trajectories must be some of {TRAJECTORIES}, got {self.trajectories}")
+        if not self.scene_kinds or any(kind not in SCENE_KINDS for kind in self.scene_kinds):
+            raise ValueError(f"heldout.scene_kinds must be some of {SCENE_KINDS}, got {self.scene_kinds}")
         if self.image_ids not in IMAGE_ID_MODES:
             raise ValueError(f"heldout.image_ids must be one of {IMAGE_ID_MODES}, got {self.image_ids!r}")
         if len(self.resolution) != 2 or any(int(s) % 16 or int(s) <= 0 for s in self.resolution):
@@ -59,7 +66,8 @@ class HeldoutConfig:
 
 def heldout_trajectory(config: HeldoutConfig, index: int) -> tuple[str, str]:
     """(scene kind, trajectory) of the `index`-th held-out scene."""
-    return ("room", "orbit")[index % 2], config.trajectories[(index // 2) % len(config.trajectories)]
+    kinds = config.scene_kinds
+    return kinds[index % len(kinds)], config.trajectories[(index // len(kinds)) % len(config.trajectories)]
 
 
 def heldout_views(config: HeldoutConfig, index: int, num_views: int) -> list[View]:
@@ -128,7 +136,7 @@ def evaluate_heldout(
 
     Metrics per N: RRA/RTA at 5/15/30 and both mAA(30) variants in percent (pairs pooled over scenes)
     with the identity baseline's on the same pairs under "identity_baseline", the same under
-    "by_trajectory" for the scenes of each trajectory, mean loss, mean seconds per
+    "by_trajectory" / "by_scene_kind" for the scenes of each trajectory / kind, mean loss, mean seconds per
     forward pass, scene count, and failed_scenes (no cameras could be recovered: their pairs count as
     errors of 180 / 90 degrees). Runs in eval mode and restores the mode after.
     """
@@ -143,6 +151,7 @@ def evaluate_heldout(
             "resolution": list(config.resolution),
             "image_ids": config.image_ids,
             "trajectories": list(config.trajectories),
+            "scene_kinds": list(config.scene_kinds),
             "camera_method": "cameras_from_pointmaps auto: local-to-global Sim(3) alignment",
             "pairs": "pooled over scenes",
         }
@@ -178,10 +187,10 @@ def evaluate_heldout(
             if not errors:
                 continue
             metrics = _pooled_metrics(errors, baseline, [True] * len(errors))
-            trajectories = [heldout_trajectory(config, index)[1] for index in range(config.scenes)]  # one per scene
-            metrics["by_trajectory"] = {
-                name: _pooled_metrics(errors, baseline, [t == name for t in trajectories]) for name in dict.fromkeys(trajectories)
-            }
+            families = [heldout_trajectory(config, index) for index in range(config.scenes)]  # one per scene
+            for key, part in (("by_scene_kind", 0), ("by_trajectory", 1)):
+                names = [family[part] for family in families]
+                metrics[key] = {name: _pooled_metrics(errors, baseline, [n == name for n in names]) for name in dict.fromkeys(names)}
             metrics.update(
                 loss=float(np.mean(losses)),
                 seconds_per_forward=float(np.mean(seconds)),
