@@ -105,7 +105,7 @@ def test_hub_id_offline_gives_advice(monkeypatch, tmp_path):
     import huggingface_hub.constants as constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(WeightsError, match="offline.*local directory"):
+    with pytest.raises(WeightsError, match="Offline.*--weights DIR.*--weights small"):
         resolve_source("jedyang97/Fast3R_ViT_Large_512")
 
 

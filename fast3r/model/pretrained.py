@@ -115,10 +115,11 @@ def resolve_source(source: str | os.PathLike) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=[CONFIG_NAME, "*.safetensors", INDEX_NAME]))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise WeightsError(
-            f"could not download {repo_id!r} from the Hugging Face hub ({type(err).__name__}: {err}). "
-            f"If this machine is offline, download it elsewhere (huggingface-cli download {repo_id} "
-            f"--local-dir DIR) and pass that local directory instead."
+            f"could not download {repo_id!r} from the Hugging Face hub ({reason}). Offline? Download it "
+            f"elsewhere (hf download {repo_id} --local-dir DIR) and pass --weights DIR, or try the bundled "
+            "demo model for synthetic scenes with --weights small"
         ) from err
 
 
