@@ -16,6 +16,7 @@
 # OUT_DIR/results.json, 8 files in all. SLOT_IN=DIR continues from the slot checkpoint in DIR (what the
 # last slot brought back, carried in the repo tree at an ignored path such as runs/slot); the log's
 # rows are appended. Give every slot the same --set steps=N (the schedule spans all slots).
+# CONFIG=FILE trains FILE as pool1000 (e.g. configs/small_wide_224.toml, issue 14's recipe).
 set -u
 OUT_DIR=${1:?usage: benchmarks/train_small.sh OUT_DIR [--set KEY=VALUE ...]}
 shift
@@ -50,7 +51,7 @@ train() {  # name config [extra args]
 reports=()
 for name in $RUNS; do
   case $name in
-    pool1000) config=configs/small_synthetic_224.toml ;;
+    pool1000) config=${CONFIG:-configs/small_synthetic_224.toml} ;;
     sequential) config=configs/small_synthetic_224_sequential.toml ;;
     *) echo "unknown run $name (RUNS takes pool1000 and/or sequential)"; exit 2 ;;
   esac
