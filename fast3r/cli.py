@@ -147,36 +147,6 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     print(f"  written to {args.output}: " + ", ".join(p.name for p in result.files))
 
 
-def add_view_parser(subparsers) -> None:
-    parser = subparsers.add_parser("view", help="open a reconstruction in the 3D viewer (viser)")
-    parser.add_argument("output", help="a directory written by `fast3r reconstruct` (needs points.ply and cameras.json)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=in_range(int, 1, 65535), default=8080)
-    parser.set_defaults(handler=run_view)
-
-
-def run_view(args: argparse.Namespace) -> None:
-    from .io.cameras_json import read_cameras_json
-    from .io.ply import read_ply
-    from .viz.viewer import serve
-
-    out = Path(args.output)
-    for name in ("points.ply", "cameras.json"):
-        if not (out / name).is_file():
-            raise FileNotFoundError(f"{out / name} is missing; run `fast3r reconstruct` with --export ply cameras")
-    cloud = read_ply(out / "points.ply")
-    frames, _ = read_cameras_json(out / "cameras.json")
-    images = None
-    if (out / "images").is_dir():
-        import numpy as np
-        from PIL import Image
-
-        paths = [out / "images" / frame.file_name for frame in frames]
-        if all(p.is_file() for p in paths):
-            images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    serve(cloud.points, cloud.colors, frames, images=images, host=args.host, port=args.port)
-
-
 def add_convert_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "convert", help="convert a reference torch checkpoint to config.json + model.safetensors"
@@ -202,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .demo import add_demo_parser
     from .eval.command import add_eval_parser
     from .train.command import add_curves_parser, add_train_parser
+    from .viz.command import add_view_parser
 
     parser = argparse.ArgumentParser(prog="fast3r", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)

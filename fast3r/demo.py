@@ -25,7 +25,7 @@ SCENE_SEED = 4
 SCENE_TRAJECTORY = "arc"  # part of an orbit inside the room: capture-like, as the demo model trained on
 NUM_VIEWS = 8
 IMAGE_SIZE = 224  # the demo model's training size: the renders go in unchanged
-WEIGHTS = str(Path(__file__).parent / "weights" / "fast3r-small-224")  # "small" once load_model knows it
+WEIGHTS = "small"  # the bundled demo model
 # (printed label, key in fast3r.eval.pose_metrics); the model card's table uses the same labels
 METRICS = (("RRA@15", "RRA@15_pct"), ("RTA@15", "RTA@15_pct"), ("mAA(30)", "mAA30_fast3r_31bin_pct"))
 MODEL_ROW, IDENTITY_ROW = "fast3r-small-224 (demo model)", "identity poses (baseline)"
@@ -61,12 +61,16 @@ def render_demo_scene(folder: Path) -> np.ndarray:
 def run_demo(output: str | Path = DEFAULT_OUTPUT, overwrite: bool = False, progress: bool = True) -> DemoResult:
     """Render, reconstruct into `output` (refused if it holds files, unless `overwrite`), and score."""
     from fast3r.eval.pose import identity_baseline_metrics, pose_metrics
+    from fast3r.export import FULL_DENSITY_EXPORTS, choose_exports
     from fast3r.pipeline import reconstruct
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fast3r-demo-") as scene:
         c2w_true = render_demo_scene(Path(scene))
-        result = reconstruct(scene, output, weights=WEIGHTS, device="cpu", dtype="fp32", overwrite=overwrite, progress=progress)
+        result = reconstruct(
+            scene, output, weights=WEIGHTS, device="cpu", dtype="fp32", progress=progress, overwrite=overwrite,
+            exports=[*choose_exports(None), *FULL_DENSITY_EXPORTS], copy_images=True,  # every export; the scene folder goes
+        )
     demo = DemoResult(
         output=Path(output),
         model_metrics=pose_metrics(result.cameras.c2w, c2w_true),

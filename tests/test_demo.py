@@ -25,9 +25,10 @@ def test_demo_writes_every_export_and_prints_the_model_cards_figures(tmp_path, c
     expected = table_rows(card)
     assert len(expected) == 2, "the card's demo section holds the model row and the identity row"
     assert table_rows(printed) == expected
-    for name in ("points.ply", "scene.glb", "cameras.json", "transforms.json", "predictions.npz", "preview.png", "demo.json"):
+    for name in ("points.ply", "scene.glb", "cameras.json", "transforms.json", "predictions.npz", "preview.png",
+                 "viewer.npz", "demo.json", "run.json", "sparse/0/cameras.bin"):
         assert (out / name).is_file(), name
-    assert len(list((out / "images").glob("view_*.png"))) == 8
+    assert len(list((out / "images").glob("view_*.png"))) == len(list((out / "depth").glob("view_*_conf.npy"))) == 8
 
     assert main(["demo", "-o", str(out), "--quiet"]) == 1, "a full folder is refused without --overwrite"
     assert "--overwrite" in capsys.readouterr().err

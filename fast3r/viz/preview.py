@@ -63,19 +63,36 @@ def _horizontal_forward(frames: Sequence[ExportFrame], up: np.ndarray) -> np.nda
     raise AssertionError("unreachable: two orthogonal candidates cannot both be parallel to up")
 
 
-def _virtual_cameras(points: np.ndarray, frames: Sequence[ExportFrame]) -> list[tuple[str, np.ndarray]]:
-    """[(label, w2c (4, 4))] for the oblique and the bird's-eye view, framing the robust scene bounds."""
+@dataclass
+class Viewpoint:
+    """A virtual camera framing a scene: where it stands, what it looks at, which way is up."""
+
+    eye: np.ndarray  # (3,)
+    target: np.ndarray  # (3,)
+    up: np.ndarray  # (3,) unit
+
+
+def oblique_viewpoint(points: np.ndarray, frames: Sequence[ExportFrame], fov_deg: float = _FIELD_OF_VIEW_DEG) -> Viewpoint:
+    """From behind and above the cameras, _OBLIQUE_TILT_DEG down, far enough that a camera of vertical
+    field of view `fov_deg` sees the robust scene bounds (`scene_bounds`) whole."""
     lower, upper = scene_bounds(points, frames)
     center = (lower + upper) / 2
     radius = max(float(np.linalg.norm(upper - lower)) / 2, 1e-6)
-    distance = 1.1 * radius / np.tan(np.radians(_FIELD_OF_VIEW_DEG) / 2)
+    distance = 1.1 * radius / np.tan(np.radians(fov_deg) / 2)
     up = scene_up_direction(frames)
-    forward = _horizontal_forward(frames, up)
     tilt = np.radians(_OBLIQUE_TILT_DEG)
-    oblique_direction = np.cos(tilt) * forward - np.sin(tilt) * up
+    direction = np.cos(tilt) * _horizontal_forward(frames, up) - np.sin(tilt) * up
+    return Viewpoint(center - distance * direction, center, up)
+
+
+def _virtual_cameras(points: np.ndarray, frames: Sequence[ExportFrame]) -> list[tuple[str, np.ndarray]]:
+    """[(label, w2c (4, 4))] for the oblique and the bird's-eye view, framing the robust scene bounds."""
+    oblique = oblique_viewpoint(points, frames)
+    distance = np.linalg.norm(oblique.target - oblique.eye)
+    forward = _horizontal_forward(frames, oblique.up)
     return [
-        ("oblique", _look_at(center - distance * oblique_direction, oblique_direction, up)),
-        ("top", _look_at(center + distance * up, -up, forward)),
+        ("oblique", _look_at(oblique.eye, oblique.target - oblique.eye, oblique.up)),
+        ("top", _look_at(oblique.target + distance * oblique.up, -oblique.up, forward)),
     ]
 
 
@@ -227,7 +244,7 @@ def render_preview(
         keep = np.random.default_rng(0).integers(0, num_points, _MAX_SPLATTED_POINTS)  # repeats are harmless
         points, colors = points[keep], colors[keep]
     focal = panel_height / (2 * np.tan(np.radians(_FIELD_OF_VIEW_DEG) / 2))
-    point_px = 2 if len(points) < panel_width * panel_height / 2 else 1
+    point_px = 2 if len(points) < panel_width * panel_height else 1
     segments = frustum_segments(frames, default_frustum_scale(points, frames))
     frustum_colors = camera_colors(len(frames))
     panels = []
