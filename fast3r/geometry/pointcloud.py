@@ -122,7 +122,7 @@ def budget(selected: SelectedPoints, max_points: int) -> SelectedPoints:
     if len(selected) <= max_points:
         return selected
     if len(selected) > _PREFILTER_FACTOR * max_points:
-        top = torch.topk(selected.confidence, _PREFILTER_FACTOR * max_points, sorted=False).indices
+        top = torch.argsort(selected.confidence, descending=True)[: _PREFILTER_FACTOR * max_points]
         selected = selected.take(torch.sort(top).values)
     extent = float((selected.points.max(dim=0).values - selected.points.min(dim=0).values).max())
     if not extent > 0:  # every point in one place
