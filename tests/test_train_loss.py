@@ -138,7 +138,9 @@ def test_batch_items_are_normalised_separately():
     base, _ = pointmap_loss(_preds(noisy, local), targets)
     scale = torch.tensor([1.0, 5.0])[:, None, None, None]  # item 1 predicted 5x larger
     scaled, _ = pointmap_loss(_preds([n * scale for n in noisy], [l * scale for l in local]), targets)
-    assert scaled.item() == pytest.approx(base.item(), rel=1e-5)
+    # float32 sums whose order follows the CPU's vector width: 1.4e-6 apart here; a normalisation shared
+    # across items would move the loss by far more than 1e-4
+    assert scaled.item() == pytest.approx(base.item(), rel=1e-4)
 
 
 def test_accepts_collated_dicts_and_checks_view_counts():
