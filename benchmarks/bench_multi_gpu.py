@@ -228,7 +228,8 @@ def _entry(rank: int, world: int, init_method: str, target, spec: dict, results,
             device = init_rank(rank, world, init_method, device_type)
         else:
             device = torch.device("cuda", 0) if device_type == "cuda" else torch.device("cpu")
-        report = {"rank": rank, "status": "ok", **(target(device, spec, *extra) or {})}
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        report = {"rank": rank, "status": "ok", "device": name, **(target(device, spec, *extra) or {})}
     except torch.OutOfMemoryError as err:
         report = {"rank": rank, "status": "oom", "error": str(err).splitlines()[0]}
     except Exception:  # noqa: BLE001 - recorded for this configuration
@@ -274,6 +275,7 @@ def forward_row(spec: dict, gpus: int, timeout_s: float, depth: int) -> dict:
     row = {"mode": "forward", "views": spec["views"], "gpus": gpus, "fusion_blocks": spec["fusion_blocks"] or depth}
     row["status"] = "ok" if statuses == {"ok"} else "oom" if "oom" in statuses else sorted(statuses - {"ok"})[0]
     row["errors"] = [report["error"] for report in reports if "error" in report]
+    row["device"] = reports[0].get("device", "unknown")
     if row["status"] != "ok":
         return row
     row["seconds"] = max(report["seconds"] for report in reports)
@@ -413,7 +415,7 @@ def main() -> None:
     def save() -> None:
         add_scaling(rows)
         meta = {"torch": torch.__version__, "dry_run": args.dry_run, "args": vars(args),
-                "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+                "device": next((row["device"] for row in rows if "device" in row), "cpu")}  # CUDA only in workers
         (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
         (out / "table.md").write_text(f"{meta['device']} | torch {meta['torch']} | {args.dtype} | "
                                       f"{args.width}x{args.height}\n\n{table(rows)}\n")

@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from fast3r.io.images import to_model_range
 from fast3r.model import Fast3R, Fast3RConfig
 from fast3r.parallel import ContextParallelFast3R, predict_multi_gpu, run_on_ranks, split_views
 from fast3r.parallel.context import replace_modules
@@ -54,9 +55,12 @@ def test_replace_modules_shares_weights_and_leaves_the_original():
 
 def test_two_processes_match_one_uneven_split_mixed_sizes(tiny_weights):
     inputs = views(SIZES)
+    generator = torch.Generator().manual_seed(1)
+    inputs[1] = torch.randint(0, 256, (64, 48, 3), dtype=torch.uint8, generator=generator)  # rank 0, as loaded
+    inputs[3] = torch.randint(0, 256, (1, 32, 64, 3), dtype=torch.uint8, generator=generator)  # rank 1
     model = Fast3R.from_pretrained(tiny_weights).eval()
     with torch.no_grad():
-        reference = model(inputs, image_ids=IDS)
+        reference = model([to_model_range(v) if v.dtype == torch.uint8 else v for v in inputs], image_ids=IDS)
     outputs = predict_multi_gpu(tiny_weights, inputs, image_ids=IDS, num_gpus=2, dtype="fp32", device_type="cpu")
     assert len(outputs) == len(SIZES)
     assert all(out.keys() == ref.keys() for out, ref in zip(outputs, reference))
@@ -81,7 +85,7 @@ def _outputs_left_per_rank(device, weights, inputs):
 
 def test_outputs_can_stay_on_their_rank_batch_of_two(tiny_weights):
     inputs = views([(32, 32), (32, 48), (48, 32)], batch=2)
-    assert run_on_ranks(_outputs_left_per_rank, 2, tiny_weights, inputs, device_type="cpu") == [0, 1]
+    assert run_on_ranks(_outputs_left_per_rank, [(tiny_weights, inputs)] * 2, device_type="cpu") == [0, 1]
 
 
 def _bad_view_on_rank_1(device, weights, inputs):
@@ -93,4 +97,4 @@ def _bad_view_on_rank_1(device, weights, inputs):
 def test_a_bad_view_on_one_rank_stops_every_rank(tiny_weights):
     inputs = views([(32, 32), (32, 32)]) + [torch.zeros(1, 3, 30, 32)]  # rank 1 rejects view 2
     with pytest.raises(RuntimeError, match="another rank failed while checking and encoding"):
-        run_on_ranks(_bad_view_on_rank_1, 2, tiny_weights, inputs, device_type="cpu")
+        run_on_ranks(_bad_view_on_rank_1, [(tiny_weights, inputs)] * 2, device_type="cpu")
