@@ -16,9 +16,11 @@ def add_view_parser(subparsers: argparse._SubParsersAction) -> None:
     from fast3r.cli import in_range
 
     parser = subparsers.add_parser("view", help="open a reconstruction in the 3D viewer in the browser (viser)")
-    parser.add_argument("output", help=f"a folder written by `fast3r reconstruct` or `fast3r demo` (needs {CAMERAS} and {VIEWER_DATA} or {POINTS})")
+    parser.add_argument(
+        "output", help=f"a folder written by `fast3r reconstruct` or `fast3r demo` ({CAMERAS}, {VIEWER_DATA} or {POINTS})"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=in_range(int, 1, 65535), default=8080, help="port (default 8080; the next free one if taken)")
+    parser.add_argument("--port", type=in_range(int, 1, 65535), default=8080, help="default 8080; the next free one if taken")
     parser.set_defaults(handler=run_view)
 
 

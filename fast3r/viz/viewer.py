@@ -57,7 +57,8 @@ class ViewerScene:
             value = getattr(self, name)
             if value is not None and np.shape(value) != (count,):
                 raise ValueError(f"viewer: {name} must have shape ({count},), got {np.shape(value)}")
-        if self.view_index is not None and len(self.view_index) and not 0 <= self.view_index.min() <= self.view_index.max() < len(self.frames):
+        views = self.view_index
+        if views is not None and len(views) and not (0 <= views.min() and views.max() < len(self.frames)):
             raise ValueError(f"viewer: view_index must lie in [0, {len(self.frames)})")
         if self.images is not None and len(self.images) != len(self.frames):
             raise ValueError(f"viewer: {len(self.frames)} frames but {len(self.images)} images")
@@ -99,9 +100,10 @@ def _subsample(scene: ViewerScene, max_points: int) -> ViewerScene:
     if len(scene.colors) <= max_points:
         return scene
     keep = np.sort(np.random.default_rng(0).choice(len(scene.colors), max_points, replace=False))
-    pick = lambda value: None if value is None else value[keep]  # noqa: E731
     estimates = {label: points[keep] for label, points in scene.estimates.items()}
-    return ViewerScene(estimates, scene.colors[keep], scene.frames, pick(scene.confidence), pick(scene.view_index), scene.images)
+    confidence = None if scene.confidence is None else scene.confidence[keep]
+    view_index = None if scene.view_index is None else scene.view_index[keep]
+    return ViewerScene(estimates, scene.colors[keep], scene.frames, confidence, view_index, scene.images)
 
 
 def default_point_size(points: np.ndarray, frames: Sequence[ExportFrame]) -> float:
@@ -113,18 +115,28 @@ def default_point_size(points: np.ndarray, frames: Sequence[ExportFrame]) -> flo
     return float(np.clip(1.5 * diagonal / np.sqrt(max(len(points), 1)), diagonal / 2000, diagonal / 50))
 
 
+def _points_by_view(scene: ViewerScene) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{view: (point indices, their confidence ranks)}, by rising rank; one group (view 0) holds every
+    point when views are unknown, and ranks are 0 when confidence is."""
+    count = len(scene.colors)
+    view_index = scene.view_index if scene.view_index is not None else np.zeros(count, np.int64)
+    rank = np.zeros(count, np.float32) if scene.confidence is None else confidence_rank(scene.confidence, view_index)
+    order = np.lexsort((rank, view_index))
+    bounds = np.searchsorted(view_index[order], np.arange(view_index.max(initial=0) + 2))
+    return {
+        view: (order[start:end], rank[order[start:end]])
+        for view, (start, end) in enumerate(itertools.pairwise(bounds))
+        if end > start
+    }
+
+
 class SceneControls:
     """The scene nodes and GUI of one viewer: every control rewrites only the nodes it affects."""
 
     def __init__(self, server, scene: ViewerScene, screenshot_dir: Path | None) -> None:
         viser = _import_viser()
         self.server, self.scene, self.screenshot_dir = server, scene, screenshot_dir
-        # per view (one group holding everything when views are unknown): point indices by rising confidence
-        view_index = scene.view_index if scene.view_index is not None else np.zeros(len(scene.colors), np.int64)
-        rank = confidence_rank(scene.confidence, view_index) if scene.confidence is not None else np.zeros(len(scene.colors), np.float32)
-        order = np.lexsort((rank, view_index))
-        bounds = np.searchsorted(view_index[order], np.arange(view_index.max(initial=0) + 2))
-        self.groups = {v: (order[a:b], rank[order[a:b]]) for v, (a, b) in enumerate(itertools.pairwise(bounds)) if b > a}
+        self.groups = _points_by_view(scene)
         first = next(iter(scene.estimates.values()))
         self.point_size = default_point_size(first, scene.frames)
 
@@ -132,15 +144,17 @@ class SceneControls:
         self.estimate = gui.add_dropdown("Points", tuple(scene.estimates), initial_value=next(iter(scene.estimates)))
         self.confidence = gui.add_slider("Hide least confident %", 0, 99, 1, DEFAULT_CONF_PERCENTILE,
                                          disabled=scene.confidence is None)  # fmt: skip
-        self.size = gui.add_slider("Point size", self.point_size / 10, self.point_size * 5, self.point_size / 10, self.point_size)
+        size = self.point_size
+        self.size = gui.add_slider("Point size", size / 10, size * 5, size / 10, size)
         self.show_cameras = gui.add_checkbox("Cameras", True)
         screenshot = gui.add_button("Save screenshot", disabled=screenshot_dir is None)
         with gui.add_folder("Views", expand_by_default=len(scene.frames) <= 16):
             self.view_boxes = [gui.add_checkbox(frame.file_name, True) for frame in scene.frames]
 
         self.clouds = {
-            view: server.scene.add_point_cloud(f"/points/{view:05d}", first[:0], scene.colors[:0], point_size=self.point_size,
-                                               point_shape="rounded", precision="float32")  # fmt: skip
+            view: server.scene.add_point_cloud(
+                f"/points/{view:05d}", first[:0], scene.colors[:0], point_size=size, point_shape="rounded", precision="float32"
+            )
             for view in self.groups
         }
         self.frusta = self._add_frusta(viser)
