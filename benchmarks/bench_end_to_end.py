@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -101,22 +100,25 @@ def run_reconstruct(photos: Path, out: Path, weights: Path, extra: list[str]) ->
     command = [sys.executable, "-m", "fast3r.cli", "reconstruct", str(photos), "-o", str(out), "--weights",
                str(weights), "--overwrite", "--quiet", *extra]
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    log_out, log_err = out.parent / f"{out.name}.stdout", out.parent / f"{out.name}.stderr"
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    with open(log_out, "w") as stdout, open(log_err, "w") as stderr:
+        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
     wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"reconstruct failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    text, errors = log_out.read_text(), log_err.read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"reconstruct failed ({os.waitstatus_to_exitcode(status)}):\n{text}\n{errors}")
     total, per_entry = folder_bytes(out)
     return {
         "command": " ".join(command[1:]),
         "wall_s": wall,
-        # the largest child so far: run the view counts in increasing order
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
+        "peak_rss_gib": usage.ru_maxrss / 2**20,
         "output_bytes": total,
         "output_entries_bytes": per_entry,
-        **parse_summary(done.stdout),
-        "stdout": done.stdout,
-        "stderr_tail": done.stderr[-2000:],
+        **parse_summary(text),
+        "stdout": text,
+        "stderr_tail": errors[-2000:],
     }
 
 
