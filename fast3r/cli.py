@@ -228,7 +228,7 @@ def _exit_code(err: BaseException, command: str | None) -> int:
         print("fast3r: interrupted", file=sys.stderr)
         return 130
     if isinstance(err, _user_errors()):
-        print(f"fast3r {command}: error: {err}", file=sys.stderr)
+        print(f"fast3r {command}: error: {err}" if command else f"fast3r: error: {err}", file=sys.stderr)
         return 1
     raise err
 

@@ -75,3 +75,12 @@ def test_python_w_error_makes_a_warning_a_one_line_error(monkeypatch, capsys, tm
         assert cli.main(["convert", "a.pth", "config.json", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("fast3r convert: error: views [1] gave no usable focal length") and "Traceback" not in err
+
+
+def test_an_error_before_the_command_is_known_is_one_line(monkeypatch, capsys):
+    def failing_imports():
+        raise DeprecationWarning("a dependency's import warned under python -W error")
+
+    monkeypatch.setattr(cli, "build_parser", failing_imports)
+    assert cli.main(["reconstruct", "photos", "-o", "out"]) == 1
+    assert capsys.readouterr().err == "fast3r: error: a dependency's import warned under python -W error\n"
