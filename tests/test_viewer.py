@@ -114,7 +114,7 @@ def test_load_scene_prefers_viewer_data_and_falls_back_to_the_ply(tmp_path):
     folder = reconstruction_folder(tmp_path, with_viewer_data=True)
     scene = load_scene(folder)
     assert list(scene.estimates) == [LOCAL_ALIGNED, GLOBAL] and len(scene.colors) == 150 * 150
-    assert scene.confidence is not None and len(scene.images) == 4 and scene.images[0].shape == (480, 640, 3)
+    assert scene.confidence is not None and len(scene.images) == 4 and scene.images[0].shape == (192, 256, 3)
     (folder / "viewer.npz").unlink()
     scene = load_scene(folder)
     assert list(scene.estimates) == [POINTS] and len(scene.colors) == 100 and scene.confidence is None
