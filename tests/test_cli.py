@@ -80,21 +80,3 @@ def test_reconstruct_real_photos_with_exif_rotation_and_mixed_orientations(tiny_
     assert (views["portrait.png"]["width"], views["portrait.png"]["height"]) == (320, 480)
     assert (views["sideways.jpg"]["width"], views["sideways.jpg"]["height"]) == (640, 480)
     assert "3 views at 336x512, 512x384" in capsys.readouterr().out
-
-
-def test_view_command_serves_the_saved_reconstruction_on_localhost(tiny_weights, photos, tmp_path, monkeypatch):
-    import fast3r.viz.viewer as viewer
-
-    out = tmp_path / "out"
-    assert main(["reconstruct", str(photos), "-o", str(out), "--weights", str(tiny_weights), "--size", "224",
-                 "--quiet", "--export", "ply", "cameras", "images"]) == 0  # fmt: skip
-    served = {}
-
-    def fake_serve(points, colors, frames, images=None, host="", port=0):
-        served.update(points=points, frames=frames, images=images, host=host, port=port)
-
-    monkeypatch.setattr(viewer, "serve", fake_serve)
-    assert main(["view", str(out)]) == 0
-    assert served["host"] == "127.0.0.1" and len(served["frames"]) == 3 and len(served["images"]) == 3
-    assert len(served["points"]) > 0
-    assert main(["view", str(tmp_path / "missing")]) == 1

@@ -97,6 +97,7 @@ def test_large_scenes_are_subsampled_for_the_browser():
 
 
 def reconstruction_folder(tmp_path, with_viewer_data: bool):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     scene = magenta_scene()
     write_cameras_json(tmp_path / "cameras.json", scene.frames)
     write_ply(tmp_path / "points.ply", scene.estimates[LOCAL_ALIGNED][:100], scene.colors[:100])
@@ -121,6 +122,18 @@ def test_load_scene_prefers_viewer_data_and_falls_back_to_the_ply(tmp_path):
     (folder / "points.ply").unlink()
     with pytest.raises(FileNotFoundError, match="fast3r reconstruct"):
         load_scene(folder)
+
+
+def test_view_command_serves_the_folder_on_localhost_and_explains_a_missing_one(tmp_path, monkeypatch):
+    from fast3r.cli import main
+
+    folder = reconstruction_folder(tmp_path / "out", with_viewer_data=True)
+    served = {}
+    monkeypatch.setattr(viewer_module, "serve", lambda scene, **options: served.update(scene=scene, **options))
+    assert main(["view", str(folder), "--port", "8123"]) == 0
+    assert served["host"] == "127.0.0.1" and served["port"] == 8123 and served["screenshot_dir"] == str(folder)
+    assert list(served["scene"].estimates) == [LOCAL_ALIGNED, GLOBAL] and len(served["scene"].images) == 4
+    assert main(["view", str(tmp_path / "missing")]) == 1
 
 
 def test_serve_returns_and_frees_the_port_on_ctrl_c(monkeypatch):
