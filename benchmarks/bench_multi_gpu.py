@@ -1,7 +1,7 @@
 """Context-parallel Fast3R (ViT-L/512, random weights) over 1..N GPUs: time, peak memory per GPU, scaling.
 
-    python benchmarks/bench_multi_gpu.py --views 128 1000 --gpus 1 2 --small-views --out OUT
-    python benchmarks/bench_multi_gpu.py --find-max-views --out OUT    # largest view count on one GPU
+    python benchmarks/bench_multi_gpu.py --views 128 1000 --gpus 1 2 --out OUT
+    python benchmarks/bench_multi_gpu.py --views --small-views --find-max-views --out OUT  # 1 GPU
     python benchmarks/bench_multi_gpu.py --dry-run --out OUT           # CPU, tiny model, gloo: self-check
 
 Every configuration runs in fresh processes (one per GPU), so an out-of-memory error or a crash is
@@ -84,8 +84,7 @@ class StageClock:
     """Times of each on_step call (CUDA events on a GPU), read after the run as stage durations."""
 
     def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.marks: list[tuple[str, object]] = []
+        self.cuda, self.marks = device.type == "cuda", []
 
     def now(self):
         if not self.cuda:

@@ -120,7 +120,8 @@ class ContextParallelFast3R:
     """`Fast3R.forward` over the ranks of `group` (default: the whole world); the model is not changed.
 
     Every rank holds the same weights and calls with the same views and image ids. A rank reads only
-    the shapes of views it does not own, so those may be placeholders on the meta device.
+    the shapes of views it does not own, so those may be placeholders on the meta device. Inference
+    only: no gradient flows through the all-gather.
     """
 
     def __init__(self, model: Fast3R, group: dist.ProcessGroup | None = None):
