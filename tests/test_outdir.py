@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -12,6 +13,7 @@ from fast3r.io.outdir import OutputFolder, OutputFolderError
 # A second process that opens OUT, writes a file into its staging folder, says where, and waits.
 HOLD_OPEN = """
 import sys
+import time
 from fast3r.io.outdir import OutputFolder
 staging = OutputFolder(sys.argv[1], overwrite=True).open()
 (staging / "points.ply").write_text("half written")
@@ -175,3 +177,33 @@ def test_other_folders_hidden_siblings_are_left_alone(tmp_path):
         (tmp_path / name).mkdir()
     write_run(tmp_path / "out", {"a.txt": "a"})
     assert names(tmp_path) == sorted(["out", *others])
+
+
+def test_a_folder_filled_by_someone_else_during_the_run_is_not_replaced(tmp_path):
+    folder = OutputFolder(tmp_path / "out", overwrite=False)
+    with pytest.raises(OutputFolderError, match="not empty; pass --overwrite"):
+        with folder as staging:
+            (staging / "points.ply").write_text("ours")
+            (tmp_path / "out").mkdir()
+            (tmp_path / "out" / "theirs.txt").write_text("theirs")
+            folder.commit({})
+    assert names(tmp_path) == ["out"] and names(tmp_path / "out") == ["theirs.txt"]
+
+
+def test_ctrl_c_during_the_swap_lands_after_it(tmp_path, monkeypatch):
+    write_run(tmp_path / "out", {"points.ply": "old"})
+    real_rename = os.rename
+
+    def rename_then_ctrl_c(source, target):
+        real_rename(source, target)
+        os.kill(os.getpid(), signal.SIGINT)  # between the swap's two renames
+        time.sleep(0.05)  # the handler would run here
+
+    monkeypatch.setattr(os, "rename", rename_then_ctrl_c)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    folder = OutputFolder(tmp_path / "out", overwrite=True)
+    with pytest.raises(KeyboardInterrupt):
+        with folder as staging:
+            (staging / "points.ply").write_text("new")
+            folder.commit({})
+    assert names(tmp_path) == ["out"] and (tmp_path / "out" / "points.ply").read_text() == "new"
