@@ -67,6 +67,9 @@ def add_reconstruct_parser(subparsers) -> None:
     )
     parser.add_argument("--size", type=int, choices=[512, 224], default=None, help="default: the weights' size")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    parser.add_argument("--gpus", type=positive_int, default=1,
+                        help="one joint pass over this many GPUs of this machine (views and tokens split across them; "
+                        "for several machines run under torchrun and call fast3r.parallel.predict_multi_gpu)")
     parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto")
     parser.add_argument("--max-views", type=in_range(int, 2), default=None, help="keep at most this many views, evenly spread")
     parser.add_argument("--focal", type=focal_spec, default=None, metavar="PIXELS|exif|FILE",
@@ -119,6 +122,7 @@ def run_reconstruct(args: argparse.Namespace) -> None:
         weights=args.weights,
         size=args.size,
         device=args.device,
+        gpus=args.gpus,
         dtype=args.dtype,
         max_views=args.max_views,
         camera_method=args.camera_method,

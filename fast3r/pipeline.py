@@ -20,12 +20,14 @@ from .geometry import Cameras, cameras_from_pointmaps
 from .geometry.pointcloud import SelectedPoints, budget, confident_pixels, gather_points, uniform_sample, voxel_average
 from .interrupt import check_interrupted
 from .io.frames import ExportFrame
-from .io.images import LoadedImage, collect_inputs, to_model_range
+from .io.images import LoadedImage
 from .io.intrinsics import exif_focal_pixels, focal_in_model_pixels, read_focal_file
-from .io.loader import LoadOptions, LoadReport, evenly_spread, stream_images
+from .io.loader import LoadOptions
 from .io.outdir import OutputFolder
 from .io.video import is_video_path
-from .model import DTYPES, Fast3R, RunOptions
+from .model import DTYPES, Fast3R, Fast3RConfig
+from .model.pretrained import read_config, resolve_source
+from .predict import PredictError, plan_inputs, run_model, run_model_multi_gpu
 from .progress import RunProgress
 
 BUNDLED_WEIGHTS = Path(__file__).parent / "weights" / "fast3r-small-224"
@@ -118,13 +120,16 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(weights: str | os.PathLike | None, device: str, dtype: torch.dtype) -> Fast3R:
-    """The model from a directory or hub id: None is the published ViT-L/512, "small" the bundled demo model."""
+def weights_source(weights: str | os.PathLike | None) -> str:
+    """A folder or hub id: None is the published ViT-L/512, "small" the bundled demo model."""
     if weights is None:
-        weights = PUBLISHED_WEIGHTS
-    if str(weights) == "small":
-        weights = BUNDLED_WEIGHTS
-    return Fast3R.from_pretrained(str(weights), device=device, dtype=dtype)
+        return PUBLISHED_WEIGHTS
+    return str(BUNDLED_WEIGHTS) if str(weights) == "small" else str(weights)
+
+
+def load_model(weights: str | os.PathLike | None, device: str, dtype: torch.dtype) -> Fast3R:
+    """The model from a directory or hub id (see `weights_source`)."""
+    return Fast3R.from_pretrained(weights_source(weights), device=device, dtype=dtype)
 
 
 def select_cloud(
@@ -167,88 +172,6 @@ def resolve_focals(focal: float | str | os.PathLike | None, images: Sequence[Loa
         np.nan if value is None else focal_in_model_pixels(value, image.transform) if _has_original_file(image) else value
         for image, value in zip(images, pixels)
     ])
-
-
-def _to_model_input(image: LoadedImage, param: torch.Tensor) -> torch.Tensor:
-    """(1, 3, H, W) on the model's device and dtype; uint8 pixels travel, the float conversion runs there."""
-    rgb = torch.from_numpy(image.rgb).to(param.device, non_blocking=True)
-    return to_model_range(rgb)[None].to(param.dtype)
-
-
-def _plan_inputs(inputs, max_views: int | None) -> tuple[list[Path], bool]:
-    """Input files, and whether `max_views` still has to be applied after loading (videos: count unknown)."""
-    paths = collect_inputs(inputs)
-    if max_views is None or len(paths) <= max_views or any(is_video_path(p) for p in paths):
-        return paths, max_views is not None
-    warnings.warn(f"{len(paths)} photos found; keeping {max_views} evenly spread (--max-views)", stacklevel=3)
-    return [paths[i] for i in evenly_spread(len(paths), max_views)], False
-
-
-def run_model(
-    model: Fast3R,
-    paths: Sequence[Path],
-    load: LoadOptions,
-    max_views_after: int | None,
-    image_ids: Sequence[float] | str | None,
-    progress: RunProgress,
-) -> tuple[list[LoadedImage], list[dict[str, torch.Tensor]], np.ndarray]:
-    """Decode photos on all cores while the encoder runs on the chunks already decoded; then the fusion
-    transformer and heads. Outputs stay on the model's device."""
-    param = next(model.parameters())
-    chunk = RunOptions().encoder_chunk_views
-    images: list[LoadedImage] = []
-    tokens: list[torch.Tensor | None] = []
-    pending: dict[tuple[int, int], list[int]] = {}  # views of one size waiting for a full encoder chunk
-    report = LoadReport()
-
-    def encode(indices: list[int]) -> None:
-        views = model.check_views([_to_model_input(images[i], param) for i in indices])
-        for index, view_tokens in zip(indices, model.encode(views)):
-            tokens[index] = view_tokens
-        indices.clear()
-
-    progress.start("images + encoder", total=len(paths), unit="file")
-    with torch.no_grad():
-        for image in stream_images(paths, load, report, on_file=progress.advance):
-            images.append(image)
-            tokens.append(None)
-            if report.problems and not load.skip_bad:
-                continue  # the run will fail once every file is tried: spend no more GPU time
-            group = pending.setdefault(image.rgb.shape[:2], [])
-            group.append(len(images) - 1)
-            if len(group) == chunk:
-                encode(group)
-            check_interrupted()
-        report.raise_if_failed(load.skip_bad, len(images))
-        for group in pending.values():
-            if group:
-                encode(group)
-        if max_views_after is not None and len(images) > max_views_after:
-            keep = evenly_spread(len(images), max_views_after)
-            warnings.warn(f"{len(images)} views found; keeping {len(keep)} evenly spread (--max-views)", stacklevel=3)
-            images, tokens = [images[i] for i in keep], [tokens[i] for i in keep]
-        if len(images) < 2:
-            raise ReconstructError(f"need at least two views, got {len(images)}")
-        _unique_names(images)
-        ids = model.image_ids(len(images), image_ids)
-        depth = model.config.decoder.depth
-        progress.start("fusion + heads", total=depth + len(images), unit="step")
-        options = RunOptions(on_step=lambda stage, count: progress.advance(count if stage == "heads" else 1))
-        sizes = [image.rgb.shape[:2] for image in images]
-        outputs = model.decode(tokens, sizes, ids, options)
-    return images, outputs, ids.numpy()
-
-
-def _unique_names(images: list[LoadedImage]) -> None:
-    """Make view names unique (two folders may hold the same file name): 'a.jpg', 'a_1.jpg', ..."""
-    seen: set[str] = set()
-    for image in images:
-        name, stem, suffix, count = image.name, Path(image.name).stem, Path(image.name).suffix, 0
-        while name in seen:
-            count += 1
-            name = f"{stem}_{count}{suffix}"
-        seen.add(name)
-        image.name = name
 
 
 def _to_host(views: Sequence[torch.Tensor]) -> list[np.ndarray]:
@@ -352,6 +275,7 @@ def reconstruct(
     exact_decode: bool = False,
     video_fps: float | None = None,
     max_frames: int | None = None,
+    gpus: int = 1,
     progress: bool = True,
 ) -> Reconstruction:
     """Reconstruct a scene from a folder, glob, list of images, or a video.
@@ -363,9 +287,12 @@ def reconstruct(
     equivalent from each photo's EXIF), or a per-image file; None estimates it. max_points: the exported
     cloud's budget (None: every confident point). With `output_dir`, writes the chosen `exports` (default:
     all but the full-density depth and npz) into a staging folder swapped in when complete; an existing
-    non-empty folder is refused unless `overwrite`, which replaces it.
+    non-empty folder is refused unless `overwrite`, which replaces it. gpus: one joint pass over this many
+    GPUs of this machine (context parallel; device "cpu": as many gloo processes, for tests).
     """
     _check_options(conf_percentile, voxel_size, max_points, max_views)
+    if gpus < 1 or (gpus > 1 and model is not None):
+        raise ReconstructError("--gpus must be at least 1 (and with several GPUs pass weights, not a model)")
     try:
         chosen = choose_exports(exports)
     except ExportError as err:
@@ -375,7 +302,10 @@ def reconstruct(
         dtype = "bf16" if device.startswith("cuda") else "fp32"
     if dtype not in DTYPES:
         raise ReconstructError(f"--dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
-    paths, max_views_after = _plan_inputs(inputs, max_views)
+    if gpus > 1 and device.startswith("cuda") and torch.cuda.device_count() < gpus:
+        raise ReconstructError(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} GPU(s)")
+    paths, max_views_after = plan_inputs(inputs, max_views)
+    max_views_after = max_views if max_views_after else None
     folder = OutputFolder(output_dir, overwrite) if output_dir is not None else None
     staging = folder.open() if folder is not None else None
     shown = RunProgress(STAGES, enabled=progress)
@@ -383,10 +313,20 @@ def reconstruct(
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(device)
         shown.start("load model")
-        model = model if model is not None else load_model(weights, device, DTYPES[dtype])
-        size = size or model.config.encoder.img_size
+        if gpus > 1:  # every rank loads the weights itself
+            source = weights_source(weights)
+            config = read_config(resolve_source(source))
+        else:
+            model = model if model is not None else load_model(weights, device, DTYPES[dtype])
+            config = model.config
+        size = size or config.encoder.img_size
         load = LoadOptions(size=size, exact=exact_decode, skip_bad=skip_bad, video_fps=video_fps, max_frames=max_frames)
-        images, outputs, ids = run_model(model, paths, load, max_views if max_views_after else None, image_ids, shown)
+        if gpus > 1:
+            images, outputs, ids = run_model_multi_gpu(
+                source, config, paths, load, max_views_after, image_ids, gpus, device.split(":")[0], DTYPES[dtype], shown
+            )
+        else:
+            images, outputs, ids = run_model(model, paths, load, max_views_after, image_ids, shown)
         check_interrupted()
         shown.start("cameras + points")
         focals = resolve_focals(focal, images)
@@ -407,8 +347,11 @@ def reconstruct(
                 "voxel_size": voxel_size, "max_points": max_points, "max_views": max_views,
                 "exact_decode": exact_decode, "copy_images": copy_images,
             }  # fmt: skip
-            folder.commit(_run_info(inputs, weights, model, options, chosen, result))
+            options["gpus"] = gpus
+            folder.commit(_run_info(inputs, weights, config, options, chosen, result))
             result.files = [Path(output_dir) / EXPORTS[name] for name in chosen]
+    except PredictError as err:
+        raise ReconstructError(str(err)) from err
     except torch.cuda.OutOfMemoryError as err:
         raise ReconstructError(
             f"GPU out of memory at {len(paths)} inputs: use fewer views (--max-views), smaller images (--size 224), "
@@ -421,7 +364,7 @@ def reconstruct(
     return result
 
 
-def _run_info(inputs, weights, model: Fast3R, options: dict, exports: list[str], result: Reconstruction) -> dict:
+def _run_info(inputs, weights, config: Fast3RConfig, options: dict, exports: list[str], result: Reconstruction) -> dict:
     from . import __version__
 
     listed = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
@@ -431,7 +374,7 @@ def _run_info(inputs, weights, model: Fast3R, options: dict, exports: list[str],
         "inputs": [str(Path(entry).resolve()) if Path(entry).exists() else str(entry) for entry in listed],
         "views": result.names,
         "weights": str(weights) if weights is not None else PUBLISHED_WEIGHTS,
-        "model": asdict(model.config),
+        "model": asdict(config),
         "options": options,
         "exports": {name: EXPORTS[name] for name in exports},
         "points_exported": int(len(result.cloud.points)),

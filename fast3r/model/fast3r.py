@@ -130,25 +130,8 @@ class Fast3R(nn.Module):
         return self._decode_heads(image_sizes, hooks, tokens_per_view, options)
 
     def image_ids(self, num_views: int, image_ids: ImageIds, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(N,) float64 image indices for the fusion transformer."""
-        table = self.config.decoder.num_image_positions
-        if image_ids is None:
-            if num_views == 1:
-                return torch.zeros(1, dtype=torch.float64)
-            return torch.linspace(0, table - 1, num_views, dtype=torch.float64)
-        if isinstance(image_ids, str):
-            if image_ids != "random":
-                raise ValueError(f"image_ids must be a sequence of numbers, None or 'random', not {image_ids!r}")
-            if num_views > table:
-                raise ValueError(f"'random' image indices allow at most {table} views, got {num_views}")
-            others = torch.randperm(table - 1, generator=generator)[: num_views - 1] + 1
-            return torch.cat([torch.zeros(1, dtype=torch.long), others]).to(torch.float64)
-        ids = torch.as_tensor(image_ids, dtype=torch.float64).flatten().cpu()
-        if ids.numel() != num_views:
-            raise ValueError(f"image_ids has {ids.numel()} entries for {num_views} views")
-        if not torch.isfinite(ids).all():
-            raise ValueError("image_ids must be finite")
-        return ids
+        """(N,) float64 image indices for the fusion transformer (see `view_image_ids`)."""
+        return view_image_ids(num_views, image_ids, self.config.decoder.num_image_positions, generator)
 
     # ----- steps -----
     def check_views(self, views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -205,6 +188,30 @@ class Fast3R(nn.Module):
                     results[index]["conf" + suffix] = _to(conf[part], options.output_device)
             _report(options, "heads", len(group))
         return results
+
+
+def view_image_ids(
+    num_views: int, image_ids: ImageIds, table: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(N,) float64 image indices for a model trained with `table` index positions: None spreads them evenly
+    over [0, table - 1] with view 0 at 0; "random" draws them as the release does; else as given."""
+    if image_ids is None:
+        if num_views == 1:
+            return torch.zeros(1, dtype=torch.float64)
+        return torch.linspace(0, table - 1, num_views, dtype=torch.float64)
+    if isinstance(image_ids, str):
+        if image_ids != "random":
+            raise ValueError(f"image_ids must be a sequence of numbers, None or 'random', not {image_ids!r}")
+        if num_views > table:
+            raise ValueError(f"'random' image indices allow at most {table} views, got {num_views}")
+        others = torch.randperm(table - 1, generator=generator)[: num_views - 1] + 1
+        return torch.cat([torch.zeros(1, dtype=torch.long), others]).to(torch.float64)
+    ids = torch.as_tensor(image_ids, dtype=torch.float64).flatten().cpu()
+    if ids.numel() != num_views:
+        raise ValueError(f"image_ids has {ids.numel()} entries for {num_views} views")
+    if not torch.isfinite(ids).all():
+        raise ValueError("image_ids must be finite")
+    return ids
 
 
 def _report(options: RunOptions, stage: str, count: int) -> None:
