@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +35,8 @@ BUNDLED_WEIGHTS = Path(__file__).parent / "weights" / "fast3r-small-224"
 PUBLISHED_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"
 DEFAULT_MAX_POINTS = 2_000_000
 VIEWER_POINTS = 2_000_000
-STAGES = ("load model", "images + encoder", "fusion + heads", "cameras + points", "export")
+_TRANSFERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fast3r-to-host")
+STAGES = ("load model", "images + encoder", "fusion + heads", "cameras", "point cloud", "export")
 
 __all__ = ["EXPORTS", "Reconstruction", "ReconstructError", "reconstruct", "load_model"]
 
@@ -54,6 +56,18 @@ class Cloud:
 
 
 @dataclass
+class ViewArrays:
+    """Per-view host arrays of one run, in input order (see `Reconstruction`)."""
+
+    pointmaps: list[np.ndarray]
+    confidence: list[np.ndarray]
+    local_pointmaps: list[np.ndarray]
+    local_confidence: list[np.ndarray]
+    points: list[np.ndarray]
+    depth: list[np.ndarray]
+
+
+@dataclass
 class Reconstruction:
     """Everything one run produced, per view in input order (host numpy arrays).
 
@@ -61,18 +75,15 @@ class Reconstruction:
     points:     the points to use: local pointmaps aligned into the global frame (method "align"),
                 else the global pointmaps
     confidence: (H, W) global-head confidence; depth: (H, W) z-depth in the global frame's units
+    local_pointmaps, local_confidence: the local head's, each view in its own camera frame
     cameras:    poses and intrinsics in pixels of the model's images
     cloud:      the exported point cloud (confidence filter, voxels, point budget)
     viewer_sample: arrays for viewer.npz (a uniform sample of all valid pixels)
+    The per-view arrays may still be on their way from the GPU (a Future): reading one waits for them.
     """
 
     images: list[LoadedImage]
-    pointmaps: list[np.ndarray]
-    confidence: list[np.ndarray]
-    local_pointmaps: list[np.ndarray]
-    local_confidence: list[np.ndarray]
-    points: list[np.ndarray]
-    depth: list[np.ndarray]
+    views: ViewArrays | Future
     cameras: Cameras
     image_ids: np.ndarray
     cloud: Cloud
@@ -80,6 +91,19 @@ class Reconstruction:
     timings: dict[str, float] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     peak_gpu_bytes: int | None = None
+
+    def view_arrays(self) -> ViewArrays:
+        """The per-view arrays, once they are on the host."""
+        if isinstance(self.views, Future):
+            self.views = self.views.result()
+        return self.views
+
+    pointmaps = property(lambda self: self.view_arrays().pointmaps)
+    confidence = property(lambda self: self.view_arrays().confidence)
+    local_pointmaps = property(lambda self: self.view_arrays().local_pointmaps)
+    local_confidence = property(lambda self: self.view_arrays().local_confidence)
+    points = property(lambda self: self.view_arrays().points)
+    depth = property(lambda self: self.view_arrays().depth)
 
     @property
     def names(self) -> list[str]:
@@ -212,8 +236,12 @@ def cameras_and_points(
     conf_percentile: float,
     voxel_size: float | None,
     max_points: int | None,
+    progress: RunProgress | None = None,
 ) -> Reconstruction:
-    """Cameras, depth, the budgeted cloud and the viewer sample where the pointmaps are; then host arrays."""
+    """Cameras, depth, the budgeted cloud and the viewer sample where the pointmaps are; the per-view arrays
+    then travel to the host in the background. `progress` shows (and times) "cameras" and "point cloud"."""
+    progress = progress or RunProgress(STAGES, enabled=False)
+    progress.start("cameras")
     pointmaps = [o["pts3d_in_other_view"][0] for o in outputs]
     confidence = [o["conf"][0] for o in outputs]
     local = [o["pts3d_local"][0] for o in outputs]
@@ -233,12 +261,30 @@ def cameras_and_points(
             depth.append((view @ w2c[:3, :3].T + w2c[:3, 3])[..., 2])
     cameras.aligned_points = None  # kept as `points`, on the host below
     device = pointmaps[0].device
+    _step(progress, "point cloud", device)
     colors = [torch.from_numpy(image.rgb).to(device) for image in images]
     selected = select_cloud(points, confidence, colors, conf_percentile, voxel_size, max_points)
     cloud = Cloud(*(t.cpu().numpy() for t in (selected.points, selected.colors, selected.confidence, selected.view_index)))
     viewer = _viewer_sample(pointmaps, points, confidence, colors, VIEWER_POINTS)
-    host = [_to_host(views) for views in (pointmaps, confidence, local, local_conf, points, depth)]
-    return Reconstruction(images, *host, cameras, ids, cloud, viewer)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    timings = progress.timings
+
+    def to_host() -> ViewArrays:  # gigabytes at 1000 views: copied while the exports are written
+        start = time.perf_counter()
+        arrays = ViewArrays(*(_to_host(views) for views in (pointmaps, confidence, local, local_conf, points, depth)))
+        timings["to host (during export)"] = time.perf_counter() - start
+        return arrays
+
+    progress.finish()
+    return Reconstruction(images, _TRANSFERS.submit(to_host), cameras, ids, cloud, viewer)
+
+
+def _step(progress: RunProgress, stage: str, device: torch.device) -> None:
+    """Start `stage` once the device's queued work is done, so each step's time is its own."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    progress.start(stage)
 
 
 def _check_options(conf_percentile: float, voxel_size: float | None, max_points: int | None, max_views: int | None) -> None:
@@ -328,9 +374,10 @@ def reconstruct(
         else:
             images, outputs, ids = run_model(model, paths, load, max_views_after, image_ids, shown)
         check_interrupted()
-        shown.start("cameras + points")
         focals = resolve_focals(focal, images)
-        result = cameras_and_points(images, outputs, ids, camera_method, focals, conf_percentile, voxel_size, max_points)
+        result = cameras_and_points(
+            images, outputs, ids, camera_method, focals, conf_percentile, voxel_size, max_points, shown
+        )
         result.timings = shown.timings  # filled in as the stages end
         del outputs
         if device.startswith("cuda"):
@@ -339,17 +386,18 @@ def reconstruct(
         if folder is not None:
             shown.start("export", total=len(chosen), unit="file")
             write_exports(result, staging, chosen, copy_images=copy_images, on_file=shown.advance)
+            result.view_arrays()
             check_interrupted()
             shown.finish()
             options = {
-                "size": size, "dtype": dtype, "device": device, "camera_method": camera_method,
+                "size": size, "dtype": dtype, "device": device, "gpus": gpus, "camera_method": camera_method,
                 "focal": None if focal is None else str(focal), "conf_percentile": conf_percentile,
                 "voxel_size": voxel_size, "max_points": max_points, "max_views": max_views,
                 "exact_decode": exact_decode, "copy_images": copy_images,
             }  # fmt: skip
-            options["gpus"] = gpus
             folder.commit(_run_info(inputs, weights, config, options, chosen, result))
             result.files = [Path(output_dir) / EXPORTS[name] for name in chosen]
+        result.view_arrays()  # every array on the host (and any transfer error raised) before returning
     except PredictError as err:
         raise ReconstructError(str(err)) from err
     except torch.cuda.OutOfMemoryError as err:

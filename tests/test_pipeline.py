@@ -38,7 +38,9 @@ def test_reconstruct_writes_every_export_readable_by_its_tools(tiny_weights, pho
         "points.ply", "scene.glb", "sparse", "transforms.json", "cameras.json", "depth", "predictions.npz",
         "preview.png", "images", "viewer.npz",
     }
-    assert set(result.timings) == {"load model", "images + encoder", "fusion + heads", "cameras + points", "export"}
+    assert set(result.timings) == {
+        "load model", "images + encoder", "fusion + heads", "cameras", "point cloud", "to host (during export)", "export"
+    }
 
     import pycolmap
     import trimesh
