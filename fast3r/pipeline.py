@@ -36,7 +36,7 @@ PUBLISHED_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"
 DEFAULT_MAX_POINTS = 2_000_000
 VIEWER_POINTS = 2_000_000
 _TRANSFERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fast3r-to-host")
-STAGES = ("load model", "images + encoder", "fusion + heads", "cameras", "point cloud", "export")
+STAGES = ("load model", "images + encoder", "start GPUs", "fusion + heads", "cameras", "point cloud", "export")
 
 __all__ = ["EXPORTS", "Reconstruction", "ReconstructError", "reconstruct", "load_model"]
 
@@ -55,16 +55,7 @@ class Cloud:
     view_index: np.ndarray
 
 
-@dataclass
-class ViewArrays:
-    """Per-view host arrays of one run, in input order (see `Reconstruction`)."""
-
-    pointmaps: list[np.ndarray]
-    confidence: list[np.ndarray]
-    local_pointmaps: list[np.ndarray]
-    local_confidence: list[np.ndarray]
-    points: list[np.ndarray]
-    depth: list[np.ndarray]
+VIEW_ARRAYS = ("confidence", "depth", "pointmaps", "local_pointmaps", "local_confidence", "points")
 
 
 @dataclass
@@ -79,11 +70,11 @@ class Reconstruction:
     cameras:    poses and intrinsics in pixels of the model's images
     cloud:      the exported point cloud (confidence filter, voxels, point budget)
     viewer_sample: arrays for viewer.npz (a uniform sample of all valid pixels)
-    The per-view arrays may still be on their way from the GPU (a Future): reading one waits for them.
+    The per-view arrays may still be on their way from the GPU (Futures): reading one waits for it.
     """
 
     images: list[LoadedImage]
-    views: ViewArrays | Future
+    views: dict[str, list[np.ndarray] | Future]  # VIEW_ARRAYS, each a list or on its way to the host
     cameras: Cameras
     image_ids: np.ndarray
     cloud: Cloud
@@ -92,18 +83,23 @@ class Reconstruction:
     files: list[Path] = field(default_factory=list)
     peak_gpu_bytes: int | None = None
 
-    def view_arrays(self) -> ViewArrays:
-        """The per-view arrays, once they are on the host."""
-        if isinstance(self.views, Future):
-            self.views = self.views.result()
-        return self.views
+    def view_array(self, name: str) -> list[np.ndarray]:
+        """One of VIEW_ARRAYS, once it is on the host."""
+        if isinstance(self.views[name], Future):
+            self.views[name] = self.views[name].result()
+        return self.views[name]
 
-    pointmaps = property(lambda self: self.view_arrays().pointmaps)
-    confidence = property(lambda self: self.view_arrays().confidence)
-    local_pointmaps = property(lambda self: self.view_arrays().local_pointmaps)
-    local_confidence = property(lambda self: self.view_arrays().local_confidence)
-    points = property(lambda self: self.view_arrays().points)
-    depth = property(lambda self: self.view_arrays().depth)
+    def wait_for_host(self) -> None:
+        """Every per-view array on the host (and any transfer error raised)."""
+        for name in VIEW_ARRAYS:
+            self.view_array(name)
+
+    pointmaps = property(lambda self: self.view_array("pointmaps"))
+    confidence = property(lambda self: self.view_array("confidence"))
+    local_pointmaps = property(lambda self: self.view_array("local_pointmaps"))
+    local_confidence = property(lambda self: self.view_array("local_confidence"))
+    points = property(lambda self: self.view_array("points"))
+    depth = property(lambda self: self.view_array("depth"))
 
     @property
     def names(self) -> list[str]:
@@ -259,7 +255,7 @@ def cameras_and_points(
         for c2w, view in zip(cameras.c2w, pointmaps):
             w2c = torch.as_tensor(np.linalg.inv(c2w), dtype=view.dtype, device=view.device)
             depth.append((view @ w2c[:3, :3].T + w2c[:3, 3])[..., 2])
-    cameras.aligned_points = None  # kept as `points`, on the host below
+    cameras.aligned_points = None  # kept as `points`, sent to the host below
     device = pointmaps[0].device
     _step(progress, "point cloud", device)
     colors = [torch.from_numpy(image.rgb).to(device) for image in images]
@@ -268,16 +264,22 @@ def cameras_and_points(
     viewer = _viewer_sample(pointmaps, points, confidence, colors, VIEWER_POINTS)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    progress.finish()
     timings = progress.timings
 
-    def to_host() -> ViewArrays:  # gigabytes at 1000 views: copied while the exports are written
+    def to_host(views: list[torch.Tensor]) -> list[np.ndarray]:  # gigabytes at 1000 views
         start = time.perf_counter()
-        arrays = ViewArrays(*(_to_host(views) for views in (pointmaps, confidence, local, local_conf, points, depth)))
-        timings["to host (during export)"] = time.perf_counter() - start
-        return arrays
+        host = _to_host(views)
+        timings["to host (during export)"] = timings.get("to host (during export)", 0.0) + time.perf_counter() - start
+        return host
 
-    progress.finish()
-    return Reconstruction(images, _TRANSFERS.submit(to_host), cameras, ids, cloud, viewer)
+    device_views = {
+        "confidence": confidence, "depth": depth, "pointmaps": pointmaps, "local_pointmaps": local,
+        "local_confidence": local_conf, "points": points,
+    }  # fmt: skip
+    # in this order, one after another, while the exports are written (the preview needs the first two)
+    views = {name: _TRANSFERS.submit(to_host, device_views[name]) for name in VIEW_ARRAYS}
+    return Reconstruction(images, views, cameras, ids, cloud, viewer)
 
 
 def _step(progress: RunProgress, stage: str, device: torch.device) -> None:
@@ -386,7 +388,7 @@ def reconstruct(
         if folder is not None:
             shown.start("export", total=len(chosen), unit="file")
             write_exports(result, staging, chosen, copy_images=copy_images, on_file=shown.advance)
-            result.view_arrays()
+            result.wait_for_host()
             check_interrupted()
             shown.finish()
             options = {
@@ -397,7 +399,7 @@ def reconstruct(
             }  # fmt: skip
             folder.commit(_run_info(inputs, weights, config, options, chosen, result))
             result.files = [Path(output_dir) / EXPORTS[name] for name in chosen]
-        result.view_arrays()  # every array on the host (and any transfer error raised) before returning
+        result.wait_for_host()  # every array on the host (and any transfer error raised) before returning
     except PredictError as err:
         raise ReconstructError(str(err)) from err
     except torch.cuda.OutOfMemoryError as err:

@@ -125,12 +125,18 @@ def run_model_multi_gpu(
     check_interrupted()
     images = [images[i] for i in _chosen_views(images, max_views_after)]
     ids = view_image_ids(len(images), image_ids, model_config.decoder.num_image_positions)
-    progress.start("fusion + heads", total=model_config.decoder.depth + len(images), unit="step")
+    progress.start("start GPUs")  # the ranks start, load the weights and encode their views
+    steps = model_config.decoder.depth + len(images)
+
+    def on_step(stage: str, count: int) -> None:
+        if stage == "encoder":
+            return
+        if progress.stage != "fusion + heads":
+            progress.start("fusion + heads", total=steps, unit="step")
+        progress.advance(count if stage == "heads" else 1)
+
     output_device = "cuda:0" if device_type == "cuda" else "cpu"
-    options = RunOptions(
-        output_device=output_device,
-        on_step=lambda stage, count: progress.advance(count if stage == "heads" else 1),
-    )
+    options = RunOptions(output_device=output_device, on_step=on_step)
     outputs = predict_multi_gpu(
         weights, [torch.from_numpy(image.rgb) for image in images], image_ids=ids.tolist(), num_gpus=gpus,
         dtype=dtype, options=options, device_type=device_type,

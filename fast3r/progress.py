@@ -39,6 +39,11 @@ class RunProgress:
             self._bar.unit = unit
             self._bar.set_description(description, refresh=True)
 
+    @property
+    def stage(self) -> str | None:
+        """The stage shown now (None between stages)."""
+        return self._stage
+
     def advance(self, count: int = 1) -> None:
         if self._bar is not None:
             self._bar.update(count)

@@ -12,6 +12,8 @@ blocks that share the model's weights; ring attention would be another module wi
 """
 from __future__ import annotations
 
+import dataclasses
+
 import bisect
 import copy
 from typing import Sequence
@@ -172,13 +174,19 @@ class ContextParallelFast3R:
 
         local = None
         try:
-            local = self.parallel.decode(tokens, [sizes[i] for i in own], ids[own.start : own.stop], options)
+            # gathered outputs reach output_device on rank 0 only; every rank decodes onto its own device
+            decode_options = dataclasses.replace(options, output_device=None) if gather else options
+            local = self.parallel.decode(tokens, [sizes[i] for i in own], ids[own.start : own.stop], decode_options)
         except Exception as err:  # noqa: BLE001 - an error in the heads; one inside fusion cannot be caught
             error = err
         self._agree(error, "decoding its views")
         results: list[dict[str, torch.Tensor] | None] = [None] * len(views)
         results[own.start : own.stop] = local
         if gather:
+            if dist.get_rank(self.group) == 0:
+                results[own.start : own.stop] = [
+                    {key: _to(value, options.output_device) for key, value in result.items()} for result in local
+                ]
             self._gather_to_rank0(results, split, sizes, batches.pop(), options)
         return results
 
