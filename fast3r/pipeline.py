@@ -27,18 +27,16 @@ from .io.loader import LoadOptions
 from .io.outdir import OutputFolder
 from .io.video import is_video_path
 from .model import DTYPES, Fast3R, Fast3RConfig
-from .model.pretrained import read_config, resolve_source
+from .model.pretrained import BUNDLED_WEIGHTS, PUBLISHED_WEIGHTS, read_config, resolve_source, weights_source
 from .predict import PredictError, plan_inputs, run_model, run_model_multi_gpu
 from .progress import RunProgress
 
-BUNDLED_WEIGHTS = Path(__file__).parent / "weights" / "fast3r-small-224"
-PUBLISHED_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"
 DEFAULT_MAX_POINTS = 2_000_000
 VIEWER_POINTS = 2_000_000
 _TRANSFERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fast3r-to-host")
 STAGES = ("load model", "images + encoder", "start GPUs", "fusion + heads", "cameras", "point cloud", "export")
 
-__all__ = ["EXPORTS", "Reconstruction", "ReconstructError", "reconstruct", "load_model"]
+__all__ = ["BUNDLED_WEIGHTS", "EXPORTS", "Reconstruction", "ReconstructError", "reconstruct", "load_model"]
 
 
 class ReconstructError(RuntimeError):
@@ -138,13 +136,6 @@ def _has_original_file(image: LoadedImage) -> bool:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def weights_source(weights: str | os.PathLike | None) -> str:
-    """A folder or hub id: None is the published ViT-L/512, "small" the bundled demo model."""
-    if weights is None:
-        return PUBLISHED_WEIGHTS
-    return str(BUNDLED_WEIGHTS) if str(weights) == "small" else str(weights)
 
 
 def load_model(weights: str | os.PathLike | None, device: str, dtype: torch.dtype) -> Fast3R:

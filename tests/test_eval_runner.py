@@ -160,3 +160,16 @@ def test_bad_weights_fail_before_anything_is_written(tmp_path, monkeypatch, caps
                  "--weights", weights, "--out", "eval_out", "--device", "cpu", "--no-progress"])  # fmt: skip
     assert code == 1 and "fast3r eval: error:" in capsys.readouterr().err
     assert not (tmp_path / "eval_out").exists()
+
+
+def test_eval_size_defaults_to_the_weights_training_size(tmp_path):
+    from fast3r.eval.runner import _with_model_size
+    from fast3r.model import Fast3R, Fast3RConfig
+
+    config = Fast3RConfig.tiny()
+    Fast3R(config).save_pretrained(str(tmp_path / "weights"))
+    resolved = _with_model_size(EvalConfig(task="pose", dataset="synthetic", weights=str(tmp_path / "weights")), None)
+    assert resolved.size == config.encoder.img_size
+    assert _with_model_size(EvalConfig(task="pose", dataset="synthetic", size=224), None).size == 224
+    small = _with_model_size(EvalConfig(task="pose", dataset="synthetic", weights="small"), None)
+    assert small.size == 224  # the demo model was trained at 224, as `fast3r reconstruct --weights small` uses

@@ -30,12 +30,14 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--root", help="folder holding the dataset (not needed for 'synthetic')")
     parser.add_argument("--views", type=int, dest="num_views", help="views per sample (co3d_fast3r, synthetic; "
                         "for 7scenes/nrgbd/dtu: keep this many of the strided frames)")  # fmt: skip
-    parser.add_argument("--weights", help="model directory or Hugging Face hub id (default: the published model)")
+    parser.add_argument("--weights", help="model directory or Hugging Face hub id (default: the published model; "
+                        "'small': the bundled demo model for synthetic scenes)")
     parser.add_argument("--out", dest="out_dir", default="eval_out", help="output folder (default: eval_out)")
     parser.add_argument("--limit", type=int, help="evaluate only the first K samples")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="inference precision (default fp32)")
-    parser.add_argument("--size", type=int, choices=(512, 224), default=512, help="model image size (default 512)")
+    parser.add_argument("--size", type=int, choices=(512, 224), default=None,
+                        help="model image size (default: the size the weights were trained at, as reconstruct)")
     parser.add_argument("--alignment", choices=ALIGNMENTS, default="sim3_correspondences",
                         help="recon: how predictions are aligned to ground truth (default: Fast3R's Sim(3))")  # fmt: skip
     parser.add_argument("--points", choices=POINT_SOURCES, default="local_aligned",

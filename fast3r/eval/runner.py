@@ -16,6 +16,7 @@ already in results.jsonl; a rerun with different settings into the same folder i
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -41,6 +42,7 @@ from fast3r.eval.pose import THRESHOLDS_DEG, identity_baseline_errors, metrics_f
 from fast3r.eval.recon import ALIGNMENTS, reconstruction_metrics
 from fast3r.io.atomic import write_text_atomic
 from fast3r.model import DTYPES
+from fast3r.model.pretrained import read_config, resolve_source, weights_source
 
 RESULTS_NAME = "results.jsonl"
 SUMMARY_NAME = "summary.json"
@@ -49,7 +51,6 @@ CONFIG_NAME = "run_config.json"
 TASKS = (POSE, RECON)
 POINT_SOURCES = ("local_aligned", "global")
 WEIGHT_PERCENTILE = 85.0
-DEFAULT_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"
 IDENTITY_NOTE = (
     "Identity poses (baseline): every camera predicted as view 0's, scored on the same pairs; "
     "a model that has learned relative pose beats it."
@@ -64,8 +65,8 @@ class EvalConfig:
     dataset: str
     root: str | None = None
     num_views: int | None = None
-    weights: str | None = None  # local directory or Hugging Face hub id; None: the published model
-    size: int = 512
+    weights: str | None = None  # local directory or hub id; None: the published model; "small": the demo model
+    size: int | None = None  # model image size; None: the size the weights were trained at
     dtype: str = "fp32"
     alignment: str = "sim3_correspondences"  # recon only; see fast3r.eval.recon
     points: str = "local_aligned"  # recon only: "local_aligned" or "global"
@@ -342,7 +343,15 @@ def _check_run_config(out_dir: Path, config: EvalConfig) -> None:
 def load_model(config: EvalConfig, device: torch.device) -> torch.nn.Module:
     from fast3r.model import Fast3R
 
-    return Fast3R.from_pretrained(config.weights or DEFAULT_WEIGHTS).to(device).eval()
+    return Fast3R.from_pretrained(weights_source(config.weights)).to(device).eval()
+
+
+def _with_model_size(config: EvalConfig, model: torch.nn.Module | None) -> EvalConfig:
+    """`config` with its size resolved as `fast3r reconstruct` does: the size the weights were trained at."""
+    if config.size is not None:
+        return config
+    model_config = model.config if model is not None else read_config(resolve_source(weights_source(config.weights)))
+    return dataclasses.replace(config, size=model_config.encoder.img_size)
 
 
 def run_evaluation(config: EvalConfig, model: torch.nn.Module | None = None) -> dict:
@@ -361,6 +370,7 @@ def run_evaluation(config: EvalConfig, model: torch.nn.Module | None = None) -> 
     samples = dataset.samples[: config.limit] if config.limit else dataset.samples
     if not samples:
         raise ValueError(f"dataset {config.dataset!r} at {config.root} has no samples")
+    config = _with_model_size(config, model)
     out_dir = Path(config.out_dir)
     _check_run_config(out_dir, config)
     results_path = out_dir / RESULTS_NAME

@@ -99,6 +99,18 @@ def save_pretrained(
     write_text_atomic(directory / CONFIG_NAME, json.dumps(model.config.to_published(), indent=2, sort_keys=True))
 
 
+BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "fast3r-small-224"  # the demo model
+PUBLISHED_WEIGHTS = "jedyang97/Fast3R_ViT_Large_512"  # the release (fair-nc licence)
+
+
+def weights_source(weights: str | os.PathLike | None) -> str:
+    """A folder or hub id as given; None: the published ViT-L/512; "small": the bundled demo model for
+    synthetic scenes."""
+    if weights is None:
+        return PUBLISHED_WEIGHTS
+    return str(BUNDLED_WEIGHTS) if str(weights) == "small" else str(weights)
+
+
 def resolve_source(source: str | os.PathLike) -> Path:
     """A local directory as is; otherwise a Hugging Face hub id, downloaded into the hub cache."""
     path = Path(source).expanduser()
