@@ -86,7 +86,7 @@ def folder_bytes(folder: Path) -> tuple[int, dict[str, int]]:
 
 def parse_summary(text: str) -> dict:
     """Stage seconds, total and peak GPU memory from the command's closing summary."""
-    stages = {m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"^  ([a-z +()]+?)\s+([\d.]+) s$", text, re.M)}
+    stages = {m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"^  ([A-Za-z +()]+?)\s+([\d.]+) s$", text, re.M)}
     gpu = re.search(r"peak GPU memory\s+([\d.]+) GiB", text)
     points = re.search(r"points exported: ([\d,]+)", text)
     return {
