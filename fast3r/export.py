@@ -66,6 +66,14 @@ def choose_exports(exports: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(exports))
 
 
+def import_packages(exports: Sequence[str]) -> None:
+    """Import the packages the chosen exports write with (trimesh takes ~1 s), e.g. in a background thread
+    while the model runs, so the export stage does not wait for them."""
+    for name in exports:
+        if name in _NEEDS:
+            importlib.import_module(_NEEDS[name])
+
+
 def _missing_package(name: str) -> str | None:
     needs = _NEEDS.get(name)
     if needs and importlib.util.find_spec(needs) is None:

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .export import EXPORTS, ExportError, choose_exports, write_exports
+from .export import EXPORTS, ExportError, choose_exports, import_packages, write_exports
 from .geometry import Cameras, cameras_from_pointmaps
 from .geometry.pointcloud import SelectedPoints, budget, confident_pixels, gather_points, uniform_sample, voxel_average
 from .interrupt import check_interrupted
@@ -33,7 +33,7 @@ from .progress import RunProgress
 
 DEFAULT_MAX_POINTS = 2_000_000
 VIEWER_POINTS = 2_000_000
-_TRANSFERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fast3r-to-host")
+_BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fast3r-background")  # imports, copies to host
 STAGES = ("load model", "images + encoder", "start GPUs", "fusion + heads", "cameras", "point cloud", "export")
 
 __all__ = ["BUNDLED_WEIGHTS", "EXPORTS", "Reconstruction", "ReconstructError", "reconstruct", "load_model"]
@@ -269,7 +269,7 @@ def cameras_and_points(
         "local_confidence": local_conf, "points": points,
     }  # fmt: skip
     # in this order, one after another, while the exports are written (the preview needs the first two)
-    views = {name: _TRANSFERS.submit(to_host, device_views[name]) for name in VIEW_ARRAYS}
+    views = {name: _BACKGROUND.submit(to_host, device_views[name]) for name in VIEW_ARRAYS}
     return Reconstruction(images, views, cameras, ids, cloud, viewer)
 
 
@@ -348,6 +348,8 @@ def reconstruct(
     folder = OutputFolder(output_dir, overwrite) if output_dir is not None else None
     staging = folder.open() if folder is not None else None
     shown = RunProgress(STAGES, enabled=progress)
+    if folder is not None:
+        _BACKGROUND.submit(import_packages, chosen)  # while the model runs
     try:
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(device)
