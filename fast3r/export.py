@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from fast3r.interrupt import interrupts_deferred
 from fast3r.io.atomic import atomic_path
 from fast3r.io.images import LoadedImage
 from fast3r.io.video import is_video_path
@@ -112,12 +113,20 @@ def write_exports(
         "depth": lambda: depth.write_depth_maps(out / EXPORTS["depth"], result.names, result.depth, result.confidence),
         "npz": lambda: write_predictions(out / EXPORTS["npz"], result),
     }
-    with ThreadPoolExecutor(max_workers=max(1, len(exports)), thread_name_prefix="fast3r-export") as pool:
-        futures = [pool.submit(writers[name]) for name in exports]
+    pool = ThreadPoolExecutor(max_workers=max(1, len(exports)), thread_name_prefix="fast3r-export")
+    futures = [pool.submit(writers[name]) for name in exports]
+    try:
         for future in futures:
-            future.result()  # the first failure propagates, once every writer has stopped
+            future.result()  # the first failure (or Ctrl-C) propagates, once every writer has stopped
             if on_file is not None:
                 on_file()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        with interrupts_deferred():  # a second Ctrl-C must not let the folder go while writers still write
+            pool.shutdown(wait=True)
+        raise
+    pool.shutdown()
     return [out / EXPORTS[name] for name in exports]
 
 

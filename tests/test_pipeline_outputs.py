@@ -144,3 +144,33 @@ def test_two_processes_give_the_single_process_reconstruction(tiny_weights, phot
             assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(a), name
     np.testing.assert_allclose(two.cameras.c2w, one.cameras.c2w, atol=1e-4)
     assert len(two.cloud.points) == len(one.cloud.points)
+
+
+def test_an_interrupted_export_waits_for_the_writers_still_running(tiny_weights, photos, tmp_path, monkeypatch):
+    """Ctrl-C, twice, during the export: no writer is left writing into a folder about to be removed."""
+    import signal
+    import threading
+    import time
+
+    from fast3r import export
+    from fast3r.io import cameras_json, ply
+
+    result = reconstruct(photos, None, weights=tiny_weights, size=128, progress=False)
+    finished, ply_started = [], threading.Event()
+
+    def slow_ply(*args, **kwargs):
+        ply_started.set()
+        time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C while the run waits for this writer
+        time.sleep(0.4)
+        finished.append("ply")
+
+    def interrupted(*args, **kwargs):
+        ply_started.wait(5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ply, "write_ply", slow_ply)
+    monkeypatch.setattr(cameras_json, "write_cameras_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export.write_exports(result, tmp_path / "out", ["cameras", "ply"])
+    assert finished == ["ply"]  # the Ctrl-C was raised only once the running writer had stopped
