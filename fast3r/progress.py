@@ -35,9 +35,9 @@ class RunProgress:
         if self._bar is None:
             self._bar = tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True, leave=False)
         else:
-            self._bar.reset(total=total)
+            self._bar.set_description(description, refresh=False)
             self._bar.unit = unit
-            self._bar.set_description(description, refresh=True)
+            self._bar.reset(total=total)  # redraws with the new description
 
     @property
     def stage(self) -> str | None:
