@@ -18,7 +18,6 @@ import numpy as np
 from fast3r.interrupt import interrupts_deferred
 from fast3r.io.atomic import atomic_path
 from fast3r.io.images import LoadedImage
-from fast3r.io.video import is_video_path
 
 if TYPE_CHECKING:
     from fast3r.pipeline import Reconstruction
@@ -180,7 +179,7 @@ def write_images(directory: Path, images: Sequence[LoadedImage], copy: bool = Fa
 
     def write(image: LoadedImage) -> None:
         target = directory / image.name
-        if image.path is None or is_video_path(image.path):
+        if not image.from_photo:
             with atomic_path(target) as tmp:
                 Image.fromarray(image.rgb).save(tmp, format="PNG")
             return

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -22,10 +21,9 @@ from .geometry.pointcloud import SelectedPoints, budget, confident_pixels, gathe
 from .interrupt import check_interrupted
 from .io.frames import ExportFrame
 from .io.images import LoadedImage
-from .io.intrinsics import exif_focal_pixels, focal_in_model_pixels, read_focal_file
+from .io.intrinsics import focals_for_views
 from .io.loader import LoadOptions
 from .io.outdir import OutputFolder
-from .io.video import is_video_path
 from .model import DTYPES, Fast3R, Fast3RConfig
 from .model.pretrained import BUNDLED_WEIGHTS, PUBLISHED_WEIGHTS, read_config, resolve_source, weights_source
 from .predict import PredictError, plan_inputs, run_model, run_model_multi_gpu
@@ -114,7 +112,7 @@ class Reconstruction:
         """Cameras of the original photos (video frames: the model's images, which are what is saved)."""
         frames = self.model_frames()
         for i, image in enumerate(self.images):
-            if _has_original_file(image):
+            if image.from_photo:
                 width, height = image.transform.original_size
                 K = image.transform.K_to_original(self.cameras.K[i])
                 frames[i] = ExportFrame(image.name, width, height, K, self.cameras.c2w[i])
@@ -128,10 +126,6 @@ class Reconstruction:
             [torch.from_numpy(image.rgb) for image in self.images], conf_percentile, voxel_size, None,
         )
         return selected.points.numpy(), selected.colors.numpy()
-
-
-def _has_original_file(image: LoadedImage) -> bool:
-    return image.path is not None and not is_video_path(image.path)
 
 
 def default_device() -> str:
@@ -156,33 +150,6 @@ def select_cloud(
     if voxel_size:
         selected = voxel_average(selected, voxel_size)
     return budget(selected, max_points) if max_points else selected
-
-
-def resolve_focals(focal: float | str | os.PathLike | None, images: Sequence[LoadedImage]) -> np.ndarray | None:
-    """Known focal lengths in model pixels per view (NaN: estimate it), from one number of original-photo
-    pixels, "exif", or a per-image file (JSON or 'name focal' lines); None: estimate all."""
-    if focal is None:
-        return None
-    if isinstance(focal, (int, float)):
-        if not focal > 0:
-            raise ReconstructError(f"--focal must be a positive number of pixels, got {focal}")
-        pixels = [float(focal)] * len(images)
-    elif str(focal) == "exif":
-        pixels = [exif_focal_pixels(image.path) if _has_original_file(image) else None for image in images]
-        missing = [image.name for image, value in zip(images, pixels) if value is None]
-        if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            warnings.warn(f"--focal exif: no focal length in the EXIF of {shown}; estimating theirs", stacklevel=3)
-    else:
-        table = read_focal_file(focal)
-        pixels = [table.get(image.name) for image in images]
-        missing = [image.name for image, value in zip(images, pixels) if value is None]
-        if missing:
-            raise ReconstructError(f"--focal {focal}: no focal length for {', '.join(missing[:5])}")
-    return np.array([
-        np.nan if value is None else focal_in_model_pixels(value, image.transform) if _has_original_file(image) else value
-        for image, value in zip(images, pixels)
-    ])
 
 
 def _to_host(views: Sequence[torch.Tensor]) -> list[np.ndarray]:
@@ -369,7 +336,7 @@ def reconstruct(
         else:
             images, outputs, ids = run_model(model, paths, load, max_views_after, image_ids, shown)
         check_interrupted()
-        focals = resolve_focals(focal, images)
+        focals = focals_for_views(focal, images)
         result = cameras_and_points(
             images, outputs, ids, camera_method, focals, conf_percentile, voxel_size, max_points, shown
         )

@@ -267,6 +267,11 @@ class LoadedImage:
     transform: ImageTransform
 
     @property
+    def from_photo(self) -> bool:
+        """Whether these pixels come from a photo file (not a video frame or an in-memory image)."""
+        return self.path is not None and not is_video_path(self.path)
+
+    @property
     def tensor(self) -> torch.Tensor:
         """(3, H, W) float32 in [-1, 1] (made on demand: a thousand views keep only their uint8 pixels)."""
         return to_model_range(torch.from_numpy(self.rgb))

@@ -8,11 +8,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from PIL import Image
 
-from fast3r.io.images import ImageTransform
+from fast3r.io.images import ImageTransform, LoadedImage
 
 _FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)  # what "35 mm equivalent" focal lengths refer to
 _EXIF_IFD = 0x8769
@@ -80,3 +84,30 @@ def focal_in_model_pixels(focal_original: float, transform: ImageTransform) -> f
     scale_x = transform.resized_size[0] / transform.original_size[0]
     scale_y = transform.resized_size[1] / transform.original_size[1]
     return focal_original * 0.5 * (scale_x + scale_y)
+
+
+def focals_for_views(focal: float | str | os.PathLike | None, images: Sequence[LoadedImage]) -> np.ndarray | None:
+    """Known focal lengths in model pixels per view (NaN: estimate it), from one number of original-photo
+    pixels, "exif", or a per-image file (JSON or 'name focal' lines); None: estimate all."""
+    if focal is None:
+        return None
+    if isinstance(focal, (int, float)):
+        if not focal > 0:
+            raise ValueError(f"--focal must be a positive number of pixels, got {focal}")
+        pixels = [float(focal)] * len(images)
+    elif str(focal) == "exif":
+        pixels = [exif_focal_pixels(image.path) if image.from_photo else None for image in images]
+        missing = [image.name for image, value in zip(images, pixels) if value is None]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            warnings.warn(f"--focal exif: no focal length in the EXIF of {shown}; estimating theirs", stacklevel=3)
+    else:
+        table = read_focal_file(focal)
+        pixels = [table.get(image.name) for image in images]
+        missing = [image.name for image, value in zip(images, pixels) if value is None]
+        if missing:
+            raise ValueError(f"--focal {focal}: no focal length for {', '.join(missing[:5])}")
+    return np.array([
+        np.nan if value is None else focal_in_model_pixels(value, image.transform) if image.from_photo else value
+        for image, value in zip(images, pixels)
+    ])
