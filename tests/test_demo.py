@@ -1,6 +1,5 @@
 """`fast3r demo` end to end: the figures it prints are the ones the bundled model card states."""
 import re
-from pathlib import Path
 
 from fast3r.cli import main
 from fast3r.demo import accuracy_table

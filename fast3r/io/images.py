@@ -25,7 +25,6 @@ import math
 import os
 import re
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
