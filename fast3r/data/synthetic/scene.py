@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .textures import MaterialTable, random_colour, sample_materials
+from .textures import MaterialTable, concatenate_materials, random_colour, sample_materials
 
 SCENE_KINDS = ("room", "orbit")
 
@@ -25,11 +25,13 @@ class SceneConfig:
     room_size: tuple[float, float] = (4.0, 8.0)  # room side lengths
     room_height: tuple[float, float] = (2.5, 3.2)
     ground_radius: float = 12.0  # orbit scenes: rays beyond this disc see the sky (depth unknown)
+    clutter: tuple[int, int] = (0, 0)  # small boxes and spheres on the floor and on furniture (parallax, occlusion)
 
     def __post_init__(self) -> None:
         if self.kind not in SCENE_KINDS:
             raise ValueError(f"SceneConfig.kind must be one of {SCENE_KINDS}, got {self.kind!r}")
-        for name in ("fov_deg", "num_objects", "num_posters", "num_background", "room_size", "room_height"):
+        names = ("fov_deg", "num_objects", "num_posters", "num_background", "room_size", "room_height", "clutter")
+        for name in names:
             low, high = getattr(self, name)
             if low > high or low < 0:
                 raise ValueError(f"SceneConfig.{name} must be a range (low, high) with 0 <= low <= high")
@@ -211,6 +213,63 @@ def _place_orbit_objects(rng: np.random.Generator, config: SceneConfig, objects:
             objects.boxes.append([x, y, height / 2, half[0], half[1], height / 2, rng.uniform(0, np.pi)])
 
 
+def _clutter_spot(
+    rng: np.random.Generator, room: np.ndarray | None, taken: list[_ObjectList], tops: list[list[float]], half: float
+) -> tuple[float, float, float] | None:
+    """(x, y, z of the surface below) for a clutter item of `half` size: on a furniture top (30%), else on
+    the floor clear of the footprints in `taken`; None if the floor spot drawn is taken."""
+    if tops and rng.random() < 0.3:
+        top = tops[int(rng.integers(len(tops)))]
+        local = rng.uniform(-1, 1, size=2) * np.maximum(np.array(top[3:5]) - half, 0.0)
+        cos, sin = np.cos(top[6]), np.sin(top[6])
+        return top[0] + cos * local[0] - sin * local[1], top[1] + sin * local[0] + cos * local[1], top[2] + top[5]
+    if room is not None:
+        x, y = rng.uniform(0.15 + half, room[0] - 0.15 - half), rng.uniform(0.15 + half, room[1] - 0.15 - half)
+    else:
+        distance, angle = rng.uniform(0.3, 2.2), rng.uniform(0, 2 * np.pi)
+        x, y = distance * np.cos(angle), distance * np.sin(angle)
+    if any(objects.overlaps(x, y, half * 1.42, gap=0.02) for objects in taken):
+        return None
+    return x, y, 0.0
+
+
+def _place_clutter(rng: np.random.Generator, config: SceneConfig, room: np.ndarray | None, objects: _ObjectList) -> _ObjectList:
+    """Small boxes and spheres (4-20 cm half size) on the floor between the objects or on top of
+    furniture boxes near the centre (not posters or far pillars): extra parallax and occlusion."""
+    clutter = _ObjectList()
+    tops = [box for box in objects.boxes if min(box[3], box[4]) > 0.05 and (room is not None or np.hypot(box[0], box[1]) < 2.5)]
+    for _ in range(int(rng.integers(config.clutter[0], config.clutter[1] + 1))):
+        half = rng.uniform(0.04, 0.2)
+        for _attempt in range(30):
+            spot = _clutter_spot(rng, room, [objects, clutter], tops, half)
+            if spot is None:
+                continue
+            x, y, floor = spot
+            if rng.random() < 0.5:
+                half_height = half * rng.uniform(0.5, 2.0)
+                clutter.boxes.append([x, y, floor + half_height, half * rng.uniform(0.5, 1.0), half, half_height, rng.uniform(0, np.pi)])
+            else:
+                clutter.spheres.append([x, y, floor + half, half])
+            if floor == 0.0:
+                clutter.footprints.append((x, y, half * 1.42))
+            break
+    return clutter
+
+
+def _with_clutter(scene: Scene, clutter: _ObjectList, materials: MaterialTable) -> Scene:
+    """`scene` plus the clutter primitives, whose `materials` are appended to the scene's table."""
+    boxes, _cylinders, spheres = clutter.arrays()
+    first = len(scene.materials.noise_frequency)
+    return replace(
+        scene,
+        materials=concatenate_materials(scene.materials, materials),
+        boxes=np.concatenate([scene.boxes, boxes]),
+        box_materials=np.concatenate([scene.box_materials, first + np.arange(len(boxes))]),
+        spheres=np.concatenate([scene.spheres, spheres]),
+        sphere_materials=np.concatenate([scene.sphere_materials, first + len(boxes) + np.arange(len(spheres))]),
+    )
+
+
 def build_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     """A random scene of `config.kind`, a pure function of (seed, config)."""
     config = config or SceneConfig()
@@ -234,7 +293,7 @@ def build_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     horizon = random_colour(rng, saturation=(0.05, 0.25), value=(0.8, 0.95))
     zenith = random_colour(rng, saturation=(0.3, 0.6), value=(0.6, 0.9))
     num_boxes, num_cylinders = len(boxes), len(cylinders)
-    return Scene(
+    scene = Scene(
         kind=config.kind,
         materials=materials,
         noise_table=rng.random((256, 256), dtype=np.float32),
@@ -254,3 +313,8 @@ def build_scene(seed: int, config: SceneConfig | None = None) -> Scene:
         ground_radius=config.ground_radius if config.kind == "orbit" else 0.0,
         ground_material=num_surfaces - 1,
     )
+    if config.clutter[1] > 0:  # a stream of its own: the scene without clutter stays as it was
+        clutter_rng = np.random.default_rng([seed, 3])
+        clutter = _place_clutter(clutter_rng, config, room, objects)
+        scene = _with_clutter(scene, clutter, sample_materials(clutter_rng, len(clutter.boxes) + len(clutter.spheres)))
+    return scene

@@ -42,6 +42,11 @@ class MaterialTable:
         return out
 
 
+def concatenate_materials(first: MaterialTable, second: MaterialTable) -> MaterialTable:
+    """The rows of `first`, then those of `second`."""
+    return MaterialTable(*(np.concatenate([getattr(first, f.name), getattr(second, f.name)]) for f in fields(MaterialTable)))
+
+
 def random_colour(
     rng: np.random.Generator,
     hue: float | None = None,
