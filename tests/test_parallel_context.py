@@ -98,3 +98,34 @@ def test_a_bad_view_on_one_rank_stops_every_rank(tiny_weights):
     inputs = views([(32, 32), (32, 32)]) + [torch.zeros(1, 3, 30, 32)]  # rank 1 rejects view 2
     with pytest.raises(RuntimeError, match="another rank failed while checking and encoding"):
         run_on_ranks(_bad_view_on_rank_1, [(tiny_weights, inputs)] * 2, device_type="cpu")
+
+
+TORCHRUN_SCRIPT = """
+import sys, torch
+from fast3r.parallel import predict_multi_gpu
+weights, out = sys.argv[1], sys.argv[2]
+generator = torch.Generator().manual_seed(0)
+views = [torch.rand(3, h, w, generator=generator) * 2 - 1 for h, w in {sizes}]
+outputs = predict_multi_gpu(weights, views, image_ids={ids}, dtype="fp32", device_type="cpu")
+if outputs is not None:  # rank 0
+    torch.save(outputs, out)
+"""
+
+
+def test_under_torchrun_every_process_calls_the_same_function(tiny_weights, tmp_path):
+    """Several machines: torchrun starts one process per device; rank 0 gets the single-process outputs."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(TORCHRUN_SCRIPT.format(sizes=SIZES, ids=IDS))
+    out = tmp_path / "outputs.pt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(script), str(tiny_weights), str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    model = Fast3R.from_pretrained(str(tiny_weights))
+    with torch.no_grad():
+        reference = model([v[0] for v in views(SIZES)], image_ids=IDS)
+    errors = relative_errors(torch.load(out, weights_only=True), reference)
+    assert max(errors.values()) <= 1e-5
