@@ -6,8 +6,10 @@ import hashlib
 
 import numpy as np
 import pytest
+import torch
 
-from fast3r.data.synthetic import SceneConfig, build_scene, intrinsics_from_fov, render_scene, render_views, sample_trajectory
+from fast3r.data.synthetic import SceneConfig, build_scene, intrinsics_from_fov, look_at, render_scene, render_views, sample_trajectory
+from fast3r.data.synthetic.natural import NATURAL_COLOUR_AXES, NUM_BANDS, natural_albedo, pink_noise_bands, sample_natural_textures
 
 # sha256 of tiny default renders (images, depths, poses, intrinsics) by the code before the levers.
 DEFAULT_RENDERS_SHA256 = "460df3a24879d07c5a56e21e551a657bd267022b21914bde8663870dacbc69cd"
@@ -49,3 +51,68 @@ def test_clutter_adds_small_objects_that_occlude_in_several_views(kind: str) -> 
     changed = ~np.isclose(depth_cluttered, depth_plain, rtol=1e-5, atol=0)
     assert ((depth_cluttered < depth_plain) | (depth_plain == 0))[changed].all(), "clutter only hides what lies behind it"
     assert changed.mean() > 0.005 and changed.reshape(len(changed), -1).any(axis=1).sum() >= 3
+
+
+def _spectrum_slope(image: np.ndarray, low: float, high: float) -> float:
+    """Log-log slope of the radially averaged power spectrum of a square (N, N) image over the integer
+    frequencies in [low, high] cycles per image."""
+    size = image.shape[0]
+    frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(size) * size, np.fft.fftfreq(size) * size, indexing="ij"))
+    power = np.abs(np.fft.fft2(image - image.mean())) ** 2
+    rings = np.arange(np.ceil(low), np.floor(high) + 1)
+    means = [power[np.abs(frequency - ring) < 0.5].mean() for ring in rings]
+    return float(np.polyfit(np.log(rings), np.log(means), 1)[0])
+
+
+def test_pink_noise_tile_has_a_one_over_f_amplitude_spectrum_split_into_octaves() -> None:
+    bands = pink_noise_bands(np.random.default_rng(0)).reshape(256, 256, NUM_BANDS, 3)
+    total = bands.sum(axis=2)
+    np.testing.assert_allclose(total.std(axis=(0, 1)), 1.0, rtol=1e-5)
+    for channel in range(3):
+        assert _spectrum_slope(total[..., channel], 2, 100) == pytest.approx(-2.0, abs=0.1)
+    # Band 3 holds 8-16 cycles per tile only.
+    band_power = np.abs(np.fft.fft2(bands[..., 3, 0])) ** 2
+    frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(256) * 256, np.fft.fftfreq(256) * 256, indexing="ij"))
+    assert band_power[(frequency < 8) | (frequency >= 16)].sum() < 1e-9 * band_power.sum()
+
+
+def test_rendered_natural_texture_keeps_the_spectrum_slope() -> None:
+    """A wall seen head-on (constant shading) shows the texture's 1/f spectrum through the renderer's
+    lookup, rotation, stretch and detail fading."""
+    config = SceneConfig(kind="room", num_objects=(0, 0), num_posters=(0, 0), natural_textures=1.0)
+    slopes = []
+    for seed in range(3):
+        scene = build_scene(seed, config)
+        eye = np.array([scene.room[0] - 0.4, scene.room[1] / 2, scene.room[2] / 2])
+        c2w = look_at(eye, eye - np.array([1.0, 0.0, 0.0]))[None]
+        image, _ = render_views(scene, intrinsics_from_fov(40.0, 128, 128), c2w, 128, 128)
+        luminance = image[0].astype(np.float64).mean(axis=2)
+        slopes.append(_spectrum_slope(luminance * np.outer(np.hanning(128), np.hanning(128)), 3, 30))
+    assert -2.55 < np.mean(slopes) < -1.7, slopes  # procedural textures: about -3
+
+
+def test_natural_texture_colours_follow_the_photos() -> None:
+    """The colours' mean and principal axis of variation match scikit-image's bundled photos."""
+    photos = pytest.importorskip("skimage.data")
+    images = [photos.astronaut(), photos.chelsea(), photos.coffee(), photos.rocket(), photos.stereo_motorcycle()[0]]
+    pixels = np.concatenate([image.reshape(-1, 3) for image in images]).astype(np.float64) / 255
+    natural = sample_natural_textures(np.random.default_rng(0), count=400, share=1.0)
+    rng = np.random.default_rng(1)
+    material = torch.as_tensor(np.repeat(np.arange(400), 200))
+    uv = torch.as_tensor(rng.uniform(-5, 5, size=(len(material), 2)), dtype=torch.float32)
+    colours = natural_albedo(natural.to_torch("cpu"), material, uv, None).numpy().astype(np.float64)
+    np.testing.assert_allclose(colours.mean(axis=0), pixels.mean(axis=0), atol=0.06)
+    within = (colours.reshape(400, 200, 3) - colours.reshape(400, 200, 3).mean(axis=1, keepdims=True)).reshape(-1, 3)
+    values, vectors = np.linalg.eigh(np.cov(within.T))
+    assert values[-1] / values.sum() == pytest.approx(0.9, abs=0.05)  # the photos' blocks: 0.91 on a grey-ish axis
+    assert abs(vectors[:, -1] @ NATURAL_COLOUR_AXES[0]) > 0.99
+    assert abs(vectors[:, -1] @ np.ones(3) / np.sqrt(3)) > 0.98
+
+
+def test_natural_textures_replace_only_the_chosen_materials() -> None:
+    plain = build_scene(2, SceneConfig(kind="orbit"))
+    mixed = build_scene(2, SceneConfig(kind="orbit", natural_textures=0.5))
+    assert 0 < mixed.natural.used.sum() < len(mixed.natural.used)
+    (image_plain, depth_plain), (image_mixed, depth_mixed) = _same_cameras(plain, mixed)
+    np.testing.assert_array_equal(depth_plain, depth_mixed)
+    assert (image_plain != image_mixed).any(axis=-1).mean() > 0.05

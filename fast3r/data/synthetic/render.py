@@ -10,6 +10,7 @@ from ..views import View
 from . import intersect
 from .cameras import TRAJECTORIES, intrinsics_from_fov, sample_trajectory
 from .scene import Scene, SceneConfig, build_scene
+from .natural import natural_albedo
 from .textures import lattice_table, sky_colour, surface_albedo
 
 # Per device type: (rays cast at once, which bounds the primitives x rays temporaries; whether a block
@@ -40,6 +41,7 @@ class _SceneTensors:
         self.light = tensor(scene.light_direction)
         self.ambient, self.diffuse = scene.ambient, scene.diffuse
         self.sky = tensor(scene.sky_colours)
+        self.natural = None if scene.natural is None else scene.natural.to_torch(device)
 
 
 _DISTANCE = {_BOX: intersect.box_distance, _CYLINDER: intersect.cylinder_distance, _SPHERE: intersect.sphere_distance}
@@ -119,7 +121,12 @@ def _shade(
     facing = torch.where(cosine[:, None] > 0, -normals, normals)
     lambert = scene.ambient + scene.diffuse * (facing @ scene.light).clamp_min(0)
     footprint = hit_t * hits(pixel_angle) / cosine.abs().clamp_min(0.2)  # metres of surface per pixel
-    shaded = surface_albedo(scene.materials, scene.table, materials, uvs, footprint) * lambert[:, None]
+    albedo = surface_albedo(scene.materials, scene.table, materials, uvs, footprint)
+    if scene.natural is not None:
+        rays = scene.natural["used"][materials].nonzero()[:, 0]
+        natural = natural_albedo(scene.natural, materials[rays], uvs[rays], footprint[rays])
+        albedo = albedo.index_copy(0, rays, natural)
+    shaded = albedo * lambert[:, None]
     if all_hit:
         return shaded
     colour = torch.empty_like(directions)

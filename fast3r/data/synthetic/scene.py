@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .natural import NaturalTextures, sample_natural_textures
 from .textures import MaterialTable, concatenate_materials, random_colour, sample_materials
 
 SCENE_KINDS = ("room", "orbit")
@@ -26,6 +27,7 @@ class SceneConfig:
     room_height: tuple[float, float] = (2.5, 3.2)
     ground_radius: float = 12.0  # orbit scenes: rays beyond this disc see the sky (depth unknown)
     clutter: tuple[int, int] = (0, 0)  # small boxes and spheres on the floor and on furniture (parallax, occlusion)
+    natural_textures: float = 0.0  # share of materials with natural-image statistics (natural.py) instead of procedural
 
     def __post_init__(self) -> None:
         if self.kind not in SCENE_KINDS:
@@ -37,6 +39,8 @@ class SceneConfig:
                 raise ValueError(f"SceneConfig.{name} must be a range (low, high) with 0 <= low <= high")
         if not (0 < self.fov_deg[0] and self.fov_deg[1] < 180):
             raise ValueError("SceneConfig.fov_deg must lie strictly between 0 and 180 degrees")
+        if not 0 <= self.natural_textures <= 1:
+            raise ValueError(f"SceneConfig.natural_textures must be a share in [0, 1], got {self.natural_textures}")
 
 
 @dataclass
@@ -71,6 +75,7 @@ class Scene:
     room_materials: np.ndarray = field(default_factory=lambda: np.zeros(6, dtype=np.int64))
     ground_radius: float = 0.0
     ground_material: int = 0
+    natural: NaturalTextures | None = None  # natural-image textures of some materials, or None for none
 
     def object_bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Vertical bounding cylinders of all objects: centres (O, 2), radii (O,), z ranges (O, 2)."""
@@ -317,4 +322,7 @@ def build_scene(seed: int, config: SceneConfig | None = None) -> Scene:
         clutter_rng = np.random.default_rng([seed, 3])
         clutter = _place_clutter(clutter_rng, config, room, objects)
         scene = _with_clutter(scene, clutter, sample_materials(clutter_rng, len(clutter.boxes) + len(clutter.spheres)))
+    if config.natural_textures > 0:
+        num_materials = len(scene.materials.noise_frequency)
+        scene = replace(scene, natural=sample_natural_textures(np.random.default_rng([seed, 4]), num_materials, config.natural_textures))
     return scene
