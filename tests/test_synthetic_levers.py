@@ -3,6 +3,7 @@ exactly those rendered before the levers existed."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -116,3 +117,48 @@ def test_natural_textures_replace_only_the_chosen_materials() -> None:
     (image_plain, depth_plain), (image_mixed, depth_mixed) = _same_cameras(plain, mixed)
     np.testing.assert_array_equal(depth_plain, depth_mixed)
     assert (image_plain != image_mixed).any(axis=-1).mean() > 0.05
+
+
+def _ball_on_ground(**config) -> tuple:
+    """A scene of one ball (centre, radius) above an empty ground disc, and a camera's view from above."""
+    empty = SceneConfig(kind="orbit", num_objects=(0, 0), num_background=(0, 0), ground_radius=5.0, **config)
+    centre, radius = np.array([0.0, 0.0, 0.7]), 0.5
+    light = np.array([0.0, 1.0, 0.8]) / np.linalg.norm([0.0, 1.0, 0.8])  # behind the ball: the camera sees both sides
+    scene = replace(build_scene(0, empty), spheres=np.array([[*centre, radius]]), sphere_materials=np.array([0]), light_direction=light)
+    c2w = look_at(np.array([0.5, -2.0, 4.0]), np.zeros(3))[None]
+    return scene, centre, radius, c2w, intrinsics_from_fov(80.0, 64, 64)
+
+
+def _world_points(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+    v, u = np.mgrid[0 : depth.shape[0], 0 : depth.shape[1]].astype(np.float64)
+    camera = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1) * depth[..., None]
+    return camera @ c2w[:3, :3].T + c2w[:3, 3]
+
+
+def test_shadows_darken_exactly_the_ground_the_ball_hides_from_the_light() -> None:
+    scene, centre, radius, c2w, K = _ball_on_ground(shadows=True)
+    shadowed, depth = render_views(scene, K, c2w, 64, 64)
+    lit, _ = render_views(replace(scene, shadows=False), K, c2w, 64, 64)
+    points = _world_points(depth[0], K, c2w[0])
+    ground = (depth[0] > 0) & (np.abs(points[..., 2]) < 1e-3)
+    along = (centre - points) @ scene.light_direction  # closest approach of the ray to the light
+    miss = np.linalg.norm(points + along[..., None] * scene.light_direction - centre, axis=-1)
+    expected = ground & (along > 0) & (miss < radius)
+    darker = shadowed[0].astype(int).sum(axis=-1) < lit[0].astype(int).sum(axis=-1)
+    assert (shadowed <= lit).all() and expected.mean() > 0.02
+    assert (darker[ground] == expected[ground]).mean() > 0.97
+
+
+def test_ambient_range_sets_how_dark_faces_turned_from_the_light_are() -> None:
+    scene, centre, radius, c2w, K = _ball_on_ground(ambient=(0.25, 0.25))
+    assert (scene.ambient, scene.diffuse) == (0.25, 0.75)
+    shaded, depth = render_views(scene, K, c2w, 64, 64)
+    flat, _ = render_views(replace(scene, ambient=1.0, diffuse=0.0), K, c2w, 64, 64)
+    points = _world_points(depth[0], K, c2w[0])
+    on_ball = (depth[0] > 0) & (np.abs(np.linalg.norm(points - centre, axis=-1) - radius) < 1e-3)
+    cosine = ((points - centre) / radius) @ scene.light_direction
+    bright = on_ball & (flat[0].min(axis=-1) > 60)
+    ratio = shaded[0][bright].astype(float) / flat[0][bright]
+    expected = 0.25 + 0.75 * np.clip(cosine[bright], 0, None)
+    assert bright.sum() > 50 and (cosine[bright] < 0).any() and (cosine[bright] > 0.5).any()
+    np.testing.assert_allclose(ratio, expected[:, None] * np.ones(3), atol=0.03)

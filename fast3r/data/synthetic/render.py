@@ -39,7 +39,7 @@ class _SceneTensors:
         self.materials = scene.materials.to_torch(device)
         self.table = lattice_table(scene.noise_table, device)
         self.light = tensor(scene.light_direction)
-        self.ambient, self.diffuse = scene.ambient, scene.diffuse
+        self.ambient, self.diffuse, self.shadows = scene.ambient, scene.diffuse, scene.shadows
         self.sky = tensor(scene.sky_colours)
         self.natural = None if scene.natural is None else scene.natural.to_torch(device)
 
@@ -73,6 +73,18 @@ def _cast(scene: _SceneTensors, origins: torch.Tensor, directions: torch.Tensor)
     return best_t, best_kind, best_index
 
 
+def _in_shadow(scene: _SceneTensors, points: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+    """(R,) bool: the ray from each point (on a surface facing the light, normals towards the light
+    side) to the light hits a box, cylinder or sphere. Room walls and the ground cast no shadows."""
+    origins = points + 1e-3 * normals
+    directions = scene.light.expand_as(points)
+    blocked = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    for kind, (params, _materials) in scene.primitives.items():
+        if len(params):
+            blocked |= _DISTANCE[kind](params, origins, directions).isfinite().any(dim=0)
+    return blocked
+
+
 def _shade(
     scene: _SceneTensors,
     origins: torch.Tensor,
@@ -82,7 +94,8 @@ def _shade(
     index: torch.Tensor,
     pixel_angle: torch.Tensor,
 ) -> torch.Tensor:
-    """(R, 3) colours in [0, 1]: Lambertian albedo under a directional light plus ambient; sky for misses.
+    """(R, 3) colours in [0, 1]: Lambertian albedo under a directional light (shadowed by objects if the
+    scene says so) plus ambient; sky for misses.
 
     `pixel_angle` (R,) or (1,), 1 / focal in pixels, sets each hit's pixel footprint, which fades
     texture detail finer than a pixel.
@@ -119,7 +132,11 @@ def _shade(
         materials.index_copy_(0, rays, material)
     cosine = (normals * hit_dirs).sum(dim=1) / hit_dirs.norm(dim=1)
     facing = torch.where(cosine[:, None] > 0, -normals, normals)
-    lambert = scene.ambient + scene.diffuse * (facing @ scene.light).clamp_min(0)
+    sunlit = (facing @ scene.light).clamp_min(0)
+    if scene.shadows:
+        lit = (sunlit > 0).nonzero()[:, 0]
+        sunlit = sunlit.index_fill(0, lit[_in_shadow(scene, points[lit], facing[lit])], 0.0)
+    lambert = scene.ambient + scene.diffuse * sunlit
     footprint = hit_t * hits(pixel_angle) / cosine.abs().clamp_min(0.2)  # metres of surface per pixel
     albedo = surface_albedo(scene.materials, scene.table, materials, uvs, footprint)
     if scene.natural is not None:

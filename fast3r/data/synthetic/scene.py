@@ -28,6 +28,8 @@ class SceneConfig:
     ground_radius: float = 12.0  # orbit scenes: rays beyond this disc see the sky (depth unknown)
     clutter: tuple[int, int] = (0, 0)  # small boxes and spheres on the floor and on furniture (parallax, occlusion)
     natural_textures: float = 0.0  # share of materials with natural-image statistics (natural.py) instead of procedural
+    ambient: tuple[float, float] = (0.4, 0.55)  # share of light from everywhere; the rest comes from the sun
+    shadows: bool = False  # objects cast shadows of the sun (one more ray per pixel); room walls do not
 
     def __post_init__(self) -> None:
         if self.kind not in SCENE_KINDS:
@@ -39,6 +41,8 @@ class SceneConfig:
                 raise ValueError(f"SceneConfig.{name} must be a range (low, high) with 0 <= low <= high")
         if not (0 < self.fov_deg[0] and self.fov_deg[1] < 180):
             raise ValueError("SceneConfig.fov_deg must lie strictly between 0 and 180 degrees")
+        if not 0 <= self.ambient[0] <= self.ambient[1] <= 1:
+            raise ValueError(f"SceneConfig.ambient must be a range within [0, 1], got {self.ambient}")
         if not 0 <= self.natural_textures <= 1:
             raise ValueError(f"SceneConfig.natural_textures must be a share in [0, 1], got {self.natural_textures}")
 
@@ -70,6 +74,7 @@ class Scene:
     light_direction: np.ndarray  # (3,) unit vector towards the light
     ambient: float
     diffuse: float
+    shadows: bool
     sky_colours: np.ndarray  # (2, 3) horizon and zenith colours
     room: np.ndarray | None = None
     room_materials: np.ndarray = field(default_factory=lambda: np.zeros(6, dtype=np.int64))
@@ -294,7 +299,7 @@ def build_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     materials = sample_materials(rng, num_surfaces)
     elevation, azimuth = rng.uniform(np.radians(35), np.radians(75)), rng.uniform(0, 2 * np.pi)
     light = np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
-    ambient = rng.uniform(0.4, 0.55)
+    ambient = rng.uniform(*config.ambient)
     horizon = random_colour(rng, saturation=(0.05, 0.25), value=(0.8, 0.95))
     zenith = random_colour(rng, saturation=(0.3, 0.6), value=(0.6, 0.9))
     num_boxes, num_cylinders = len(boxes), len(cylinders)
@@ -312,6 +317,7 @@ def build_scene(seed: int, config: SceneConfig | None = None) -> Scene:
         light_direction=light,
         ambient=float(ambient),
         diffuse=float(1.0 - ambient),
+        shadows=config.shadows,
         sky_colours=np.stack([horizon, zenith]),
         room=room,
         room_materials=num_surfaces - 7 + np.arange(6),
