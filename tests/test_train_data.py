@@ -105,3 +105,16 @@ def test_fov_range_reaches_the_rendered_cameras():
     assert float(view["K"][0, 0, 0]) == pytest.approx(24 / np.tan(np.radians(15)), rel=1e-5)
     with pytest.raises(ValueError, match="fov_deg"):
         DataConfig(fov_deg=(0.0, 90.0)).validate()
+
+
+def test_scene_levers_reach_the_rendered_scenes_and_default_to_none():
+    assert DataConfig().scene_configs() == (SceneConfig(kind="room"), SceneConfig(kind="orbit"))
+    config = DataConfig(num_views=[2], resolutions=[(32, 32)], batch_size=1, num_workers=0, scene_kinds=["orbit"],
+                        clutter=(3, 5), natural_textures=0.5, ambient=(0.1, 0.2), shadows=True)
+    (scene,) = config.scene_configs()
+    assert (scene.clutter, scene.natural_textures, scene.ambient, scene.shadows) == ((3, 5), 0.5, (0.1, 0.2), True)
+    plain = _first(DataConfig(num_views=[2], resolutions=[(32, 32)], batch_size=1, num_workers=0, scene_kinds=["orbit"]))
+    assert not torch.equal(_first(config).views[0]["img"], plain.views[0]["img"])
+    for key, value in (("clutter", (5, 2)), ("natural_textures", 1.5), ("ambient", (0.5, 0.2))):
+        with pytest.raises(ValueError, match=f"data.{key}"):
+            DataConfig(**{key: value}).validate()

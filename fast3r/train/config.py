@@ -2,7 +2,7 @@
 
     steps = 2000                  # top-level keys: the run
     [model]   preset / config / init_weights / activation_checkpointing
-    [data]    see fast3r.train.data.DataConfig
+    [data]    see fast3r.train.data.DataConfig (scene levers: clutter, natural_textures, ambient, shadows)
     [optim]   see fast3r.train.optim.OptimConfig
     [heldout] see fast3r.train.heldout.HeldoutConfig
 """

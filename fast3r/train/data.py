@@ -55,7 +55,11 @@ class DataConfig:
     and mild zoom (fresh mode). render_device: "cpu" renders in `num_workers` DataLoader processes,
     "cuda" in the main process (num_workers = 0). fov_deg: range of the cameras' horizontal field of
     view, drawn per scene (e.g. [30, 100] for narrow to wide lenses). See the module docstring for
-    `mode`, the pool and `curriculum_steps` (0: none)."""
+    `mode`, the pool and `curriculum_steps` (0: none). Scene levers (fast3r.data.synthetic.SceneConfig;
+    the defaults render the scenes as before): clutter: [low, high] small boxes and spheres per scene,
+    on the floor and furniture; natural_textures: share of materials with 1/f-spectrum textures in
+    photo colours; ambient: [low, high] share of ambient light (lower: stronger sun shading);
+    shadows: objects cast shadows of the sun."""
 
     source: str = "synthetic"
     mode: str = "fresh"
@@ -76,6 +80,15 @@ class DataConfig:
     pool_capacity: int = 2048
     fov_deg: tuple[float, float] = (50.0, 80.0)
     curriculum_steps: int = 0
+    clutter: tuple[int, int] = (0, 0)
+    natural_textures: float = 0.0
+    ambient: tuple[float, float] = (0.4, 0.55)
+    shadows: bool = False
+
+    def scene_configs(self) -> tuple[SceneConfig, ...]:
+        """One SceneConfig per scene kind, with this config's lens and scene levers."""
+        levers = dict(clutter=tuple(self.clutter), natural_textures=self.natural_textures, ambient=tuple(self.ambient), shadows=self.shadows)
+        return tuple(SceneConfig(kind=kind, fov_deg=tuple(self.fov_deg), **levers) for kind in self.scene_kinds)
 
     def validate(self) -> None:
         if self.source != "synthetic" and not self.source.startswith("colmap:"):
@@ -111,6 +124,10 @@ class DataConfig:
             raise ValueError(f"data.fov_deg must be [low, high] degrees with 0 < low <= high < 180, got {list(self.fov_deg)}")
         if self.curriculum_steps < 0:
             raise ValueError(f"data.curriculum_steps must be >= 0, got {self.curriculum_steps}")
+        try:
+            self.scene_configs()
+        except ValueError as err:
+            raise ValueError(str(err).replace("SceneConfig.", "data.")) from err
         if self.mode == "pool":
             if self.source != "synthetic":
                 raise ValueError("data.mode='pool' renders synthetic scenes: set data.source = 'synthetic'")
@@ -195,7 +212,7 @@ def _synthetic_source(config: DataConfig, num_views: int, height: int, width: in
         num_views=num_views,
         height=height,
         width=width,
-        configs=tuple(SceneConfig(kind=kind, fov_deg=tuple(config.fov_deg)) for kind in config.scene_kinds),
+        configs=config.scene_configs(),
         trajectories=tuple(config.trajectories),
         base_seed=config.seed_base,
         device=config.render_device,
