@@ -1,9 +1,9 @@
 """Opt-in scene levers (issue 14): clutter, natural textures, lighting. Off by default, the scenes are
-exactly those rendered before the levers existed."""
+those rendered before the levers existed (within float32 rounding)."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,17 +12,20 @@ import torch
 from fast3r.data.synthetic import SceneConfig, build_scene, intrinsics_from_fov, look_at, render_scene, render_views, sample_trajectory
 from fast3r.data.synthetic.natural import NATURAL_COLOUR_AXES, NUM_BANDS, natural_albedo, pink_noise_bands, sample_natural_textures
 
-# sha256 of tiny default renders (images, depths, poses, intrinsics) by the code before the levers.
-DEFAULT_RENDERS_SHA256 = "460df3a24879d07c5a56e21e551a657bd267022b21914bde8663870dacbc69cd"
+# Tiny default renders (images, depths, poses, intrinsics) made by the code before the levers.
+DEFAULT_RENDERS = Path(__file__).parent / "data" / "default_renders.npz"
 
 
-def test_default_scenes_render_exactly_as_before_the_levers() -> None:
-    digest = hashlib.sha256()
-    for kind, trajectory in (("room", "random"), ("orbit", "orbit")):
-        for view in render_scene(7, 2, 24, 32, trajectory, config=SceneConfig(kind=kind)):
-            for array in (view.image, view.depth, view.c2w, view.K):
-                digest.update(array.tobytes())
-    assert digest.hexdigest() == DEFAULT_RENDERS_SHA256
+def test_default_scenes_render_as_before_the_levers() -> None:
+    """Within float32 rounding, which depends on the CPU's vector width; a changed scene moves far more."""
+    with np.load(DEFAULT_RENDERS) as before:
+        for kind, trajectory in (("room", "random"), ("orbit", "orbit")):
+            for index, view in enumerate(render_scene(7, 2, 24, 32, trajectory, config=SceneConfig(kind=kind))):
+                key = f"{kind}_{index}"
+                np.testing.assert_allclose(view.c2w, before[f"{key}_c2w"], atol=1e-9)
+                np.testing.assert_allclose(view.K, before[f"{key}_K"], atol=1e-9)
+                np.testing.assert_allclose(view.depth, before[f"{key}_depth"], rtol=5e-5)
+                assert np.abs(view.image.astype(int) - before[f"{key}_image"]).max() <= 1
 
 
 def _same_cameras(plain, other, num_views=6, height=48, width=64):
