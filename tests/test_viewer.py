@@ -77,6 +77,10 @@ def test_controls_filter_switch_and_hide(tmp_path):
         np.testing.assert_allclose(controls.clouds[0].points.min(axis=0)[1], 0.5)
         controls.view_boxes[2].value = False
         assert not controls.clouds[2].visible and not controls.frusta[2].visible and controls.frusta[1].visible
+        controls.set_all_views(False)  # the "Hide all" button
+        assert not any(cloud.visible for cloud in controls.clouds.values())
+        controls.set_all_views(True)
+        assert all(cloud.visible for cloud in controls.clouds.values()) and controls.frusta[2].visible
         controls.show_cameras.value = False
         assert not any(frustum.visible for frustum in controls.frusta)
         controls.size.value = controls.size.max

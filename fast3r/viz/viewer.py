@@ -149,7 +149,9 @@ class SceneControls:
         self.show_cameras = gui.add_checkbox("Cameras", True)
         screenshot = gui.add_button("Save screenshot", disabled=screenshot_dir is None)
         with gui.add_folder("Views", expand_by_default=len(scene.frames) <= 16):
+            show_all, hide_all = gui.add_button("Show all"), gui.add_button("Hide all")
             self.view_boxes = [gui.add_checkbox(frame.file_name, True) for frame in scene.frames]
+        self._setting_all = False
 
         self.clouds = {
             view: server.scene.add_point_cloud(
@@ -164,7 +166,9 @@ class SceneControls:
         self.size.on_update(lambda _: self._update_point_size())
         self.show_cameras.on_update(lambda _: self._update_visibility())
         for box in self.view_boxes:
-            box.on_update(lambda _: self._update_visibility())
+            box.on_update(lambda _: None if self._setting_all else self._update_visibility())
+        show_all.on_click(lambda _: self.set_all_views(True))
+        hide_all.on_click(lambda _: self.set_all_views(False))
         screenshot.on_click(lambda event: self.save_screenshot(event.client))
 
     def _add_frusta(self, viser) -> list:
@@ -196,6 +200,16 @@ class SceneControls:
     def _update_point_size(self) -> None:
         for cloud in self.clouds.values():
             cloud.point_size = self.size.value
+
+    def set_all_views(self, visible: bool) -> None:
+        """Tick or untick every view's box, then update the scene once (not once per box)."""
+        self._setting_all = True
+        try:
+            for box in self.view_boxes:
+                box.value = visible
+        finally:
+            self._setting_all = False
+        self._update_visibility()
 
     def _update_visibility(self) -> None:
         known_views = self.scene.view_index is not None
