@@ -123,6 +123,7 @@ def run_reconstruct(args: argparse.Namespace) -> None:
         size=args.size,
         device=args.device,
         gpus=args.gpus,
+        keep_arrays=False,  # the summary needs none; the exports say which they read
         dtype=args.dtype,
         max_views=args.max_views,
         camera_method=args.camera_method,

@@ -36,6 +36,12 @@ EXPORTS = {
     "npz": "predictions.npz",
 }
 FULL_DENSITY_EXPORTS = ("depth", "npz")  # gigabytes at 1000 views: written when asked for
+# the per-view host arrays (Reconstruction.view_array) each export reads
+_VIEW_ARRAYS_READ = {
+    "preview": ("confidence", "depth"),
+    "depth": ("confidence", "depth"),
+    "npz": ("confidence", "depth", "pointmaps", "local_pointmaps", "local_confidence", "points"),
+}
 _NEEDS = {"glb": "trimesh", "colmap": "pycolmap"}
 PREVIEW_GRID_VIEWS = 8
 
@@ -64,6 +70,11 @@ def choose_exports(exports: Sequence[str] | None) -> list[str]:
         if missing:
             raise ExportError(f"--export {name} needs {missing}")
     return list(dict.fromkeys(exports))
+
+
+def view_arrays_read(exports: Sequence[str]) -> set[str]:
+    """Names of the per-view host arrays the chosen exports read."""
+    return {name for export in exports for name in _VIEW_ARRAYS_READ.get(export, ())}
 
 
 def import_packages(exports: Sequence[str]) -> None:

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .export import EXPORTS, ExportError, choose_exports, import_packages, write_exports
+from .export import EXPORTS, ExportError, choose_exports, import_packages, view_arrays_read, write_exports
 from .geometry import Cameras, cameras_from_pointmaps
 from .geometry.pointcloud import SelectedPoints, budget, confident_pixels, gather_points, uniform_sample, voxel_average
 from .interrupt import check_interrupted
@@ -81,13 +81,15 @@ class Reconstruction:
 
     def view_array(self, name: str) -> list[np.ndarray]:
         """One of VIEW_ARRAYS, once it is on the host."""
+        if name not in self.views:
+            raise ValueError(f"the per-view {name} were not kept: reconstruct(..., keep_arrays=True) keeps them")
         if isinstance(self.views[name], Future):
             self.views[name] = self.views[name].result()
         return self.views[name]
 
     def wait_for_host(self) -> None:
-        """Every per-view array on the host (and any transfer error raised)."""
-        for name in VIEW_ARRAYS:
+        """Every kept per-view array on the host (and any transfer error raised)."""
+        for name in self.views:
             self.view_array(name)
 
     pointmaps = property(lambda self: self.view_array("pointmaps"))
@@ -191,9 +193,11 @@ def cameras_and_points(
     voxel_size: float | None,
     max_points: int | None,
     progress: RunProgress | None = None,
+    keep: Sequence[str] = VIEW_ARRAYS,
 ) -> Reconstruction:
     """Cameras, depth, the budgeted cloud and the viewer sample where the pointmaps are; the per-view arrays
-    then travel to the host in the background. `progress` shows (and times) "cameras" and "point cloud"."""
+    named in `keep` then travel to the host in the background (the others are dropped). `progress` shows
+    (and times) "cameras" and "point cloud"."""
     progress = progress or RunProgress(STAGES, enabled=False)
     progress.start("cameras")
     pointmaps = [o["pts3d_in_other_view"][0] for o in outputs]
@@ -236,7 +240,7 @@ def cameras_and_points(
         "local_confidence": local_conf, "points": points,
     }  # fmt: skip
     # in this order, one after another, while the exports are written (the preview needs the first two)
-    views = {name: _BACKGROUND.submit(to_host, device_views[name]) for name in VIEW_ARRAYS}
+    views = {name: _BACKGROUND.submit(to_host, device_views[name]) for name in VIEW_ARRAYS if name in keep}
     return Reconstruction(images, views, cameras, ids, cloud, viewer)
 
 
@@ -282,6 +286,7 @@ def reconstruct(
     video_fps: float | None = None,
     max_frames: int | None = None,
     gpus: int = 1,
+    keep_arrays: bool = True,
     progress: bool = True,
 ) -> Reconstruction:
     """Reconstruct a scene from a folder, glob, list of images, or a video.
@@ -295,6 +300,8 @@ def reconstruct(
     all but the full-density depth and npz) into a staging folder swapped in when complete; an existing
     non-empty folder is refused unless `overwrite`, which replaces it. gpus: one joint pass over this many
     GPUs of this machine (context parallel; device "cpu": as many gloo processes, for tests).
+    keep_arrays: False keeps only the per-view arrays the exports read (the command's choice: at 1000 views
+    the others are gigabytes of host memory and seconds of copying).
     """
     _check_options(conf_percentile, voxel_size, max_points, max_views)
     if gpus < 1 or (gpus > 1 and model is not None):
@@ -337,8 +344,9 @@ def reconstruct(
             images, outputs, ids = run_model(model, paths, load, max_views_after, image_ids, shown)
         check_interrupted()
         focals = focals_for_views(focal, images)
+        keep = VIEW_ARRAYS if keep_arrays else view_arrays_read(chosen if folder is not None else ())
         result = cameras_and_points(
-            images, outputs, ids, camera_method, focals, conf_percentile, voxel_size, max_points, shown
+            images, outputs, ids, camera_method, focals, conf_percentile, voxel_size, max_points, shown, keep
         )
         result.timings = shown.timings  # filled in as the stages end
         del outputs

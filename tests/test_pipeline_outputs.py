@@ -174,3 +174,14 @@ def test_an_interrupted_export_waits_for_the_writers_still_running(tiny_weights,
     with pytest.raises(KeyboardInterrupt):
         export.write_exports(result, tmp_path / "out", ["cameras", "ply"])
     assert finished == ["ply"]  # the Ctrl-C was raised only once the running writer had stopped
+
+
+def test_the_command_keeps_only_the_per_view_arrays_its_exports_read(tiny_weights, photos, tmp_path):
+    result = reconstruct(photos, tmp_path / "out", weights=tiny_weights, size=128, exports=["ply", "preview"],
+                         keep_arrays=False, progress=False)
+    assert set(result.views) == {"confidence", "depth"}  # the preview's grid
+    assert (tmp_path / "out" / "preview.png").is_file() and len(result.depth) == 4
+    with pytest.raises(ValueError, match="pointmaps were not kept.*keep_arrays=True"):
+        result.pointmaps
+    kept_none = reconstruct(photos, None, weights=tiny_weights, size=128, keep_arrays=False, progress=False)
+    assert kept_none.views == {} and len(kept_none.cloud.points) > 0
