@@ -30,16 +30,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from fast3r.data.multiview import MultiViewDataset, SampleKey, collate_views
 from fast3r.data.synthetic import TRAJECTORIES, SceneConfig, SyntheticSceneSource
 from fast3r.data.synthetic.scene import SCENE_KINDS
 from fast3r.data.transforms import TRAINING_AUGMENT, AugmentConfig
 from fast3r.data.views import View
-from fast3r.io.images import to_model_range
 
 from .heldout import HELDOUT_SEED_BASE
+from .pool import PoolScenes, SceneRing
 
 IMAGE_ID_MODES = ("pool", "sequential")
 MODES = ("fresh", "pool")
@@ -270,105 +270,33 @@ class _FreshBatches:
 
 
 # ----- pool: rendered scenes kept on the device, many samples per scene -----
-class _PoolScenes(Dataset):
-    """Scene k of one rank's pool, as tensors: image (V, H, W, 3) uint8, depth (V, H, W), K (3, 3), c2w (V, 4, 4)."""
-
-    def __init__(self, config: DataConfig, rank: int, world_size: int):
-        height, width = (int(s) for s in config.resolutions[0])
-        self.source, self.num_scenes = _synthetic_source(config, config.pool_views, height, width)
-        self.rank, self.world_size = rank, world_size
-
-    def __len__(self) -> int:
-        return self.num_scenes // self.world_size
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        views = self.source(index * self.world_size + self.rank)
-        return {
-            "image": torch.from_numpy(np.stack([v.image for v in views])),
-            "depth": torch.from_numpy(np.stack([np.where(v.valid, v.depth, 0.0) for v in views]).astype(np.float32)),
-            "K": torch.from_numpy(views[0].K.astype(np.float32)),
-            "c2w": torch.from_numpy(np.stack([v.c2w for v in views]).astype(np.float32)),
-        }
-
-
 def pool_size(config: DataConfig, step: int) -> int:
     """Scenes rendered into the pool by the time the batch of `step` is drawn."""
     return config.pool_initial + math.floor(step * config.pool_scenes_per_step)
 
 
 class _PoolBatches:
-    """The growing ring of rendered scenes on `device`, and the batches drawn from it."""
+    """Draws each step's scenes and views from one rank's SceneRing, refilled as the steps go."""
 
     def __init__(self, config: DataConfig, seed: int, start: int, total: int, rank: int, world_size: int, device: torch.device):
         self.config, self.seed, self.start, self.total, self.rank = config, seed, start, total, rank
-        self.device = device
-        scenes = _PoolScenes(config, rank, world_size)
+        height, width = (int(s) for s in config.resolutions[0])
+        scenes = PoolScenes(*_synthetic_source(config, config.pool_views, height, width), rank, world_size)
         last = pool_size(config, max(total - 1, 0))
         if last > len(scenes):
             raise ValueError(f"data pool needs {last} scenes per rank; at most {len(scenes)} seeds lie below the held-out seeds")
-        self.count = max(0, pool_size(config, start) - config.pool_capacity)  # scenes [count - capacity, count) are held
-        self.loader = iter(
-            DataLoader(
-                scenes,
-                batch_size=None,
-                sampler=range(self.count, last),
-                num_workers=config.num_workers,
-                prefetch_factor=8 if config.num_workers else None,
-            )
-        )
-        capacity, views = config.pool_capacity, config.pool_views
-        height, width = (int(s) for s in config.resolutions[0])
-        self.images = torch.empty((capacity, views, height, width, 3), dtype=torch.uint8, device=device)
-        self.depths = torch.empty((capacity, views, height, width), dtype=torch.float32, device=device)
-        self.K = torch.empty((capacity, 3, 3), dtype=torch.float32, device=device)
-        self.c2w = torch.empty((capacity, views, 4, 4), dtype=torch.float32, device=device)
-        rows = torch.arange(height, dtype=torch.float32, device=device)
-        cols = torch.arange(width, dtype=torch.float32, device=device)
-        self.pixel_v, self.pixel_u = torch.meshgrid(rows, cols, indexing="ij")  # (H, W)
-
-    def _grow_to(self, size: int) -> None:
-        while self.count < size:
-            scene = next(self.loader)
-            slot = self.count % self.config.pool_capacity
-            self.images[slot] = scene["image"].to(self.device, non_blocking=True)
-            self.depths[slot] = scene["depth"].to(self.device, non_blocking=True)
-            self.K[slot] = scene["K"].to(self.device)
-            self.c2w[slot] = scene["c2w"].to(self.device)
-            self.count += 1
+        first = max(0, pool_size(config, start) - config.pool_capacity)  # scenes before it are never drawn
+        self.ring = SceneRing(scenes, first, last, config.pool_capacity, config.num_workers, device)
 
     def batch(self, step: int) -> Batch:
         config = self.config
-        self._grow_to(pool_size(config, step))
+        self.ring.grow_to(pool_size(config, step))
         plan = plan_step(config, self.seed, step)
         rng = np.random.default_rng([self.seed, step, self.rank, 1])
-        held = min(self.count, config.pool_capacity)
-        scenes = self.count - held + rng.integers(held, size=config.batch_size)  # scene numbers in the pool
-        slots = torch.as_tensor(scenes % config.pool_capacity, device=self.device)
+        held = self.ring.held
+        scenes = self.ring.count - held + rng.integers(held, size=config.batch_size)  # scene numbers in the pool
         chosen = np.stack([self._choose_views(rng, plan) for _ in scenes])
-        chosen = torch.as_tensor(chosen, device=self.device)  # (B, N) view numbers within each scene
-        K = self.K[slots]  # (B, 3, 3)
-        views = []
-        for position in range(plan.num_views):
-            which = chosen[:, position]
-            image = self.images[slots, which]  # (B, H, W, 3)
-            depth = self.depths[slots, which]  # (B, H, W)
-            c2w = self.c2w[slots, which]  # (B, 4, 4)
-            x = (self.pixel_u - K[:, None, None, 0, 2]) / K[:, None, None, 0, 0] * depth
-            y = (self.pixel_v - K[:, None, None, 1, 2]) / K[:, None, None, 1, 1] * depth
-            camera = torch.stack([x, y, depth], dim=-1)  # (B, H, W, 3)
-            world = camera @ c2w[:, None, :3, :3].transpose(-1, -2) + c2w[:, None, None, :3, 3]
-            valid = depth > 0
-            views.append(
-                {
-                    "img": to_model_range(image),
-                    "pts3d": torch.where(valid[..., None], world, 0.0),
-                    "valid": valid,
-                    "camera_pose": c2w,
-                    "K": K,
-                    "depth": depth,
-                }
-            )
-        return Batch(step, views, list(plan.image_ids))
+        return Batch(step, self.ring.gather(scenes, chosen), list(plan.image_ids))
 
     def _choose_views(self, rng: np.random.Generator, plan: StepPlan) -> np.ndarray:
         """plan.num_views sorted view numbers of one scene, within a window of plan.view_window positions."""

@@ -1,0 +1,99 @@
+"""The pool's device side: one rank's ring of rendered scenes on the training device, refilled by
+DataLoader workers, and the views of chosen scenes gathered from it with their world points.
+Which scenes and views a batch takes is drawn in `fast3r.train.data`."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fast3r.data.synthetic import SyntheticSceneSource
+from fast3r.io.images import to_model_range
+
+
+class PoolScenes(Dataset):
+    """Scene k of one rank's pool, as tensors: image (V, H, W, 3) uint8, depth (V, H, W), K (3, 3), c2w (V, 4, 4)."""
+
+    def __init__(self, source: SyntheticSceneSource, num_scenes: int, rank: int, world_size: int):
+        self.source, self.num_scenes, self.rank, self.world_size = source, num_scenes, rank, world_size
+
+    def __len__(self) -> int:
+        return self.num_scenes // self.world_size
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        views = self.source(index * self.world_size + self.rank)
+        return {
+            "image": torch.from_numpy(np.stack([v.image for v in views])),
+            "depth": torch.from_numpy(np.stack([np.where(v.valid, v.depth, 0.0) for v in views]).astype(np.float32)),
+            "K": torch.from_numpy(views[0].K.astype(np.float32)),
+            "c2w": torch.from_numpy(np.stack([v.c2w for v in views]).astype(np.float32)),
+        }
+
+
+class SceneRing:
+    """The newest `capacity` of scenes first..last-1 of `scenes`, on `device`: scene number n lies in slot
+    n mod capacity; `count` scenes have been rendered in (those before `first` count as rendered)."""
+
+    def __init__(self, scenes: PoolScenes, first: int, last: int, capacity: int, num_workers: int, device: torch.device):
+        self.count, self.capacity, self.device = first, capacity, device
+        self.loader = iter(
+            DataLoader(
+                scenes,
+                batch_size=None,
+                sampler=range(first, last),
+                num_workers=num_workers,
+                prefetch_factor=8 if num_workers else None,
+            )
+        )
+        views, height, width = scenes.source.num_views, scenes.source.height, scenes.source.width
+        self.images = torch.empty((capacity, views, height, width, 3), dtype=torch.uint8, device=device)
+        self.depths = torch.empty((capacity, views, height, width), dtype=torch.float32, device=device)
+        self.K = torch.empty((capacity, 3, 3), dtype=torch.float32, device=device)
+        self.c2w = torch.empty((capacity, views, 4, 4), dtype=torch.float32, device=device)
+        rows = torch.arange(height, dtype=torch.float32, device=device)
+        cols = torch.arange(width, dtype=torch.float32, device=device)
+        self.pixel_v, self.pixel_u = torch.meshgrid(rows, cols, indexing="ij")  # (H, W)
+
+    @property
+    def held(self) -> int:
+        """How many scenes the ring holds: numbers count - held .. count - 1."""
+        return min(self.count, self.capacity)
+
+    def grow_to(self, size: int) -> None:
+        """Render scenes in until `size` have been."""
+        while self.count < size:
+            scene = next(self.loader)
+            slot = self.count % self.capacity
+            self.images[slot] = scene["image"].to(self.device, non_blocking=True)
+            self.depths[slot] = scene["depth"].to(self.device, non_blocking=True)
+            self.K[slot] = scene["K"].to(self.device)
+            self.c2w[slot] = scene["c2w"].to(self.device)
+            self.count += 1
+
+    def gather(self, scenes: np.ndarray, chosen: np.ndarray) -> list[dict[str, torch.Tensor]]:
+        """Views chosen[b, i] of held scene numbers scenes[b], as a list over i of batched view dicts."""
+        slots = torch.as_tensor(scenes % self.capacity, device=self.device)
+        chosen = torch.as_tensor(chosen, device=self.device)  # (B, N) view numbers within each scene
+        K = self.K[slots]  # (B, 3, 3)
+        views = []
+        for position in range(chosen.shape[1]):
+            which = chosen[:, position]
+            image = self.images[slots, which]  # (B, H, W, 3)
+            depth = self.depths[slots, which]  # (B, H, W)
+            c2w = self.c2w[slots, which]  # (B, 4, 4)
+            x = (self.pixel_u - K[:, None, None, 0, 2]) / K[:, None, None, 0, 0] * depth
+            y = (self.pixel_v - K[:, None, None, 1, 2]) / K[:, None, None, 1, 1] * depth
+            camera = torch.stack([x, y, depth], dim=-1)  # (B, H, W, 3)
+            world = camera @ c2w[:, None, :3, :3].transpose(-1, -2) + c2w[:, None, None, :3, 3]
+            valid = depth > 0
+            views.append(
+                {
+                    "img": to_model_range(image),
+                    "pts3d": torch.where(valid[..., None], world, 0.0),
+                    "valid": valid,
+                    "camera_pose": c2w,
+                    "K": K,
+                    "depth": depth,
+                }
+            )
+        return views
