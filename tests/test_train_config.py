@@ -30,6 +30,14 @@ def test_demo_configs_differ_only_in_image_indices():
     assert pool["model"]["preset"] == "small" and pool["data"]["resolutions"] == [(224, 224)]
 
 
+def test_wide_config_crops_three_aspect_ratios_from_its_pool():
+    data = load_train_config("configs/small_wide_224.toml").data
+    assert data.mode == "pool" and data.resolutions == [(224, 224), (224, 160), (160, 224)]
+    assert data.render_size() == (224, 224)
+    with pytest.raises(TrainConfigError, match="data.resolutions"):
+        load_train_config("configs/small_wide_224.toml", ["data.resolutions=[[224, 224], [112, 112]]"])
+
+
 def test_release_config_follows_the_recipe():
     config = load_train_config("configs/release_vitl512.toml")
     assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1

@@ -6,7 +6,24 @@ import pytest
 import torch
 
 from fast3r.data.synthetic import SceneConfig, SyntheticSceneSource
+from fast3r.data.transforms import crop_resize
 from fast3r.train.data import DataConfig, _PoolBatches, plan_step, pool_size, training_batches
+
+
+def _model_range(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1
+
+
+def _identify(image: torch.Tensor, scenes: dict) -> tuple[int, int]:
+    """(scene index, view number) of the one rendered view in `scenes` ({index: views}) equal to `image`."""
+    matches = [
+        (index, number)
+        for index, views in scenes.items()
+        for number, view in enumerate(views)
+        if torch.equal(image, _model_range(view.image))
+    ]
+    assert len(matches) == 1, "each pool sample is one rendered view of a held scene"
+    return matches[0]
 
 
 def _first(config, seed=0, start=0, total=2, rank=0, world_size=1):
@@ -57,26 +74,64 @@ def test_pool_batches_match_the_rendered_views():
     scenes = {index: source(index) for index in (1, 2)}
     for position, view in enumerate(batch.views):
         for item in range(2):
-            image = view["img"][item]
-            matches = [
-                (index, number)
-                for index, rendered in scenes.items()
-                for number, candidate in enumerate(rendered)
-                if torch.equal(image, torch.from_numpy(candidate.image).permute(2, 0, 1).float() / 127.5 - 1)
-            ]
-            assert len(matches) == 1, "each pool sample is one rendered view of a held scene"
-            index, number = matches[0]
+            index, number = _identify(view["img"][item], scenes)
             truth = scenes[index][number]
             np.testing.assert_allclose(view["pts3d"][item].numpy(), truth.points_world(), atol=2e-4)
             assert torch.equal(view["valid"][item], torch.from_numpy(truth.valid))
             np.testing.assert_allclose(view["camera_pose"][item].numpy(), truth.c2w, atol=1e-6)
 
 
+def test_pool_batches_crop_each_drawn_resolution_as_fresh_mode_does():
+    config = DataConfig(
+        mode="pool", num_views=[2], resolutions=[(32, 32), (32, 16), (16, 32)], batch_size=2, num_workers=0,
+        pool_views=4, pool_initial=2, pool_scenes_per_step=0.0, pool_capacity=2, scene_kinds=["room"],
+    )
+    source = SyntheticSceneSource(4, 32, 32, (SceneConfig(kind="room"),), tuple(config.trajectories))
+    rendered = {index: source(index) for index in (0, 1)}
+    crops = {size: {i: [crop_resize(v, *size) for v in views] for i, views in rendered.items()} for size in config.resolutions}
+    drawn = set()
+    for batch in training_batches(config, 0, 0, 12, 0, 1, torch.device("cpu")):
+        size = plan_step(config, 0, batch.step).resolution
+        drawn.add(size)
+        for view in batch.views:
+            assert view["img"].shape == (2, 3, *size) and view["pts3d"].shape == (2, *size, 3)
+            for item in range(2):
+                index, number = _identify(view["img"][item], crops[size])
+                truth = crops[size][index][number]
+                np.testing.assert_allclose(view["K"][item].numpy(), truth.K, rtol=1e-6)
+                np.testing.assert_allclose(view["pts3d"][item].numpy(), truth.points_world(), atol=2e-4)
+                assert torch.equal(view["valid"][item], torch.from_numpy(truth.valid))
+    assert drawn == set(config.resolutions)
+
+
+def test_single_resolution_pool_batches_are_those_of_the_one_resolution_pool():
+    """(scene, view) of every sample, as drawn before pool mode took several resolutions."""
+    config = DataConfig(
+        mode="pool", num_views=[2, 3], resolutions=[(32, 32)], batch_size=2, num_workers=0,
+        pool_views=4, pool_initial=2, pool_scenes_per_step=1.0, pool_capacity=3, scene_kinds=["room"],
+    )
+    source = SyntheticSceneSource(4, 32, 32, (SceneConfig(kind="room"),), tuple(config.trajectories))
+    scenes = {index: source(index) for index in range(4)}
+    drawn = [
+        [tuple(_identify(view["img"][item], scenes) for view in batch.views) for item in range(2)]
+        for batch in training_batches(config, 7, 0, 4, 0, 1, torch.device("cpu"))
+    ]
+    assert drawn == [
+        [((1, 0), (1, 1), (1, 2)), ((0, 0), (0, 1), (0, 3))],
+        [((1, 0), (1, 1), (1, 3)), ((0, 1), (0, 2), (0, 3))],
+        [((2, 1), (2, 2)), ((1, 0), (1, 1))],
+        [((3, 0), (3, 1), (3, 3)), ((2, 1), (2, 2), (2, 3))],
+    ]
+
+
 def test_bad_settings_name_the_key():
     with pytest.raises(ValueError, match="data.resolutions"):
         DataConfig(resolutions=[(30, 32)]).validate()
-    with pytest.raises(ValueError, match="data.mode='pool'"):
+    with pytest.raises(ValueError, match="data.resolutions"):
+        DataConfig(mode="pool", resolutions=[(32, 32), (32, 24)]).validate()
+    with pytest.raises(ValueError, match="data.mode='pool' crops data.resolutions .* 64x64 .* needs height 64 or width 64"):
         DataConfig(mode="pool", resolutions=[(32, 32), (64, 64)]).validate()
+    DataConfig(mode="pool", resolutions=[(64, 64), (64, 32), (48, 64)]).validate()
     with pytest.raises(ValueError, match="num_workers"):
         DataConfig(render_device="cuda", num_workers=2).validate()
     with pytest.raises(ValueError, match="colmap"):

@@ -13,7 +13,9 @@ Two ways to feed the model:
   "pool": (synthetic only) rendered scenes of `pool_views` views are kept on the training device; the
     pool starts with `pool_initial` scenes and grows by `pool_scenes_per_step` scenes per step (rendered
     ahead by the workers), keeping the newest `pool_capacity`. A sample is a random scene of the pool and
-    a random subset of its views, so each rendered view serves many samples.
+    a random subset of its views, so each rendered view serves many samples. Scenes are rendered at the
+    largest height and width of `resolutions`; a step's resolution is a centre crop of them, as fresh
+    mode crops (so each resolution needs that height or that width: no resizing).
 
 Curriculum (`curriculum_steps` > 0): over the first curriculum_steps steps, at progress p from 0 to 1,
 a step's views grow from 2 to the number drawn (2 + round(p (N - 2))), and in pool mode its views are
@@ -85,6 +87,10 @@ class DataConfig:
     ambient: tuple[float, float] = (0.4, 0.55)
     shadows: bool = False
 
+    def render_size(self) -> tuple[int, int]:
+        """(height, width) that scenes are rendered at: the largest of `resolutions`, cropped to each."""
+        return max(int(size[0]) for size in self.resolutions), max(int(size[1]) for size in self.resolutions)
+
     def scene_configs(self) -> tuple[SceneConfig, ...]:
         """One SceneConfig per scene kind, with this config's lens and scene levers."""
         levers = dict(clutter=tuple(self.clutter), natural_textures=self.natural_textures, ambient=tuple(self.ambient), shadows=self.shadows)
@@ -131,8 +137,13 @@ class DataConfig:
         if self.mode == "pool":
             if self.source != "synthetic":
                 raise ValueError("data.mode='pool' renders synthetic scenes: set data.source = 'synthetic'")
-            if len(self.resolutions) != 1:
-                raise ValueError("data.mode='pool' renders one resolution: give exactly one in data.resolutions")
+            height, width = self.render_size()
+            for size in self.resolutions:
+                if int(size[0]) != height and int(size[1]) != width:
+                    raise ValueError(
+                        f"data.mode='pool' crops data.resolutions from scenes rendered at {height}x{width} without "
+                        f"resizing: {list(size)} needs height {height} or width {width}"
+                    )
             if max(self.num_views) > self.pool_views:
                 raise ValueError(f"data.pool_views={self.pool_views} is fewer than the most views {max(self.num_views)}")
             if not 1 <= self.pool_initial <= self.pool_capacity or self.pool_scenes_per_step < 0:
@@ -246,9 +257,8 @@ class _FreshBatches:
     """Iterates Batches from a DataLoader over MultiViewDataset with StepBatchSampler."""
 
     def __init__(self, config: DataConfig, seed: int, start: int, total: int, rank: int, world_size: int, pin_memory: bool):
-        heights, widths = zip(*config.resolutions)
         if config.source == "synthetic":
-            source, num_scenes = _synthetic_source(config, max(config.num_views), max(heights), max(widths))
+            source, num_scenes = _synthetic_source(config, max(config.num_views), *config.render_size())
         else:
             source, num_scenes = _colmap_source(config.source.split(":", 1)[1])
         augment = TRAINING_AUGMENT if config.augment else AugmentConfig()
@@ -280,8 +290,7 @@ class _PoolBatches:
 
     def __init__(self, config: DataConfig, seed: int, start: int, total: int, rank: int, world_size: int, device: torch.device):
         self.config, self.seed, self.start, self.total, self.rank = config, seed, start, total, rank
-        height, width = (int(s) for s in config.resolutions[0])
-        scenes = PoolScenes(*_synthetic_source(config, config.pool_views, height, width), rank, world_size)
+        scenes = PoolScenes(*_synthetic_source(config, config.pool_views, *config.render_size()), rank, world_size)
         last = pool_size(config, max(total - 1, 0))
         if last > len(scenes):
             raise ValueError(f"data pool needs {last} scenes per rank; at most {len(scenes)} seeds lie below the held-out seeds")
@@ -296,7 +305,7 @@ class _PoolBatches:
         held = self.ring.held
         scenes = self.ring.count - held + rng.integers(held, size=config.batch_size)  # scene numbers in the pool
         chosen = np.stack([self._choose_views(rng, plan) for _ in scenes])
-        return Batch(step, self.ring.gather(scenes, chosen), list(plan.image_ids))
+        return Batch(step, self.ring.gather(scenes, chosen, plan.resolution), list(plan.image_ids))
 
     def _choose_views(self, rng: np.random.Generator, plan: StepPlan) -> np.ndarray:
         """plan.num_views sorted view numbers of one scene, within a window of plan.view_window positions."""

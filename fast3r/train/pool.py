@@ -46,6 +46,7 @@ class SceneRing:
             )
         )
         views, height, width = scenes.source.num_views, scenes.source.height, scenes.source.width
+        self.height, self.width = height, width
         self.images = torch.empty((capacity, views, height, width, 3), dtype=torch.uint8, device=device)
         self.depths = torch.empty((capacity, views, height, width), dtype=torch.float32, device=device)
         self.K = torch.empty((capacity, 3, 3), dtype=torch.float32, device=device)
@@ -70,19 +71,26 @@ class SceneRing:
             self.c2w[slot] = scene["c2w"].to(self.device)
             self.count += 1
 
-    def gather(self, scenes: np.ndarray, chosen: np.ndarray) -> list[dict[str, torch.Tensor]]:
-        """Views chosen[b, i] of held scene numbers scenes[b], as a list over i of batched view dicts."""
+    def gather(self, scenes: np.ndarray, chosen: np.ndarray, resolution: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
+        """Views chosen[b, i] of held scene numbers scenes[b], centre-cropped to `resolution` (height, width;
+        at most the rendered size, differing from it by even numbers), as a list over i of batched view dicts."""
+        height, width = resolution
+        top, left = (self.height - height) // 2, (self.width - width) // 2
+        rows, cols = slice(top, top + height), slice(left, left + width)
+        pixel_v, pixel_u = self.pixel_v[:height, :width], self.pixel_u[:height, :width]
         slots = torch.as_tensor(scenes % self.capacity, device=self.device)
         chosen = torch.as_tensor(chosen, device=self.device)  # (B, N) view numbers within each scene
-        K = self.K[slots]  # (B, 3, 3)
+        K = self.K[slots]  # (B, 3, 3), a copy
+        K[:, 0, 2] -= left
+        K[:, 1, 2] -= top
         views = []
         for position in range(chosen.shape[1]):
             which = chosen[:, position]
-            image = self.images[slots, which]  # (B, H, W, 3)
-            depth = self.depths[slots, which]  # (B, H, W)
+            image = self.images[slots, which, rows, cols]  # (B, H, W, 3)
+            depth = self.depths[slots, which, rows, cols]  # (B, H, W)
             c2w = self.c2w[slots, which]  # (B, 4, 4)
-            x = (self.pixel_u - K[:, None, None, 0, 2]) / K[:, None, None, 0, 0] * depth
-            y = (self.pixel_v - K[:, None, None, 1, 2]) / K[:, None, None, 1, 1] * depth
+            x = (pixel_u - K[:, None, None, 0, 2]) / K[:, None, None, 0, 0] * depth
+            y = (pixel_v - K[:, None, None, 1, 2]) / K[:, None, None, 1, 1] * depth
             camera = torch.stack([x, y, depth], dim=-1)  # (B, H, W, 3)
             world = camera @ c2w[:, None, :3, :3].transpose(-1, -2) + c2w[:, None, None, :3, 3]
             valid = depth > 0
