@@ -124,8 +124,12 @@ def write_exports(
         "npz": lambda: write_predictions(out / EXPORTS["npz"], result),
     }
     pool = ThreadPoolExecutor(max_workers=max(1, len(exports)), thread_name_prefix="fast3r-export")
-    futures = [pool.submit(writers[name]) for name in exports]
+    futures = []
     try:
+        # Ctrl-C is held back while the writers start: landing inside ThreadPoolExecutor.submit, it can leave
+        # a started thread that shutdown() does not know of, still writing after the folder is removed
+        with interrupts_deferred():
+            futures.extend(pool.submit(writers[name]) for name in exports)
         for future in futures:
             future.result()  # the first failure (or Ctrl-C) propagates, once every writer has stopped
             if on_file is not None:
