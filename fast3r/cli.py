@@ -102,14 +102,12 @@ def focal_spec(text: str) -> float | str:
     if text == "exif":
         return text
     try:
-        value = float(text)
+        float(text)
     except ValueError:
         if not Path(text).is_file():
             raise argparse.ArgumentTypeError(f"must be a number of pixels, 'exif' or a file; no file {text}") from None
         return text
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be > 0 pixels, got {text}")
-    return value
+    return positive_float(text)
 
 
 def run_reconstruct(args: argparse.Namespace) -> None:

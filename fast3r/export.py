@@ -110,7 +110,7 @@ def write_exports(
     writers: dict[str, Callable[[], object]] = {
         "ply": lambda: ply.write_ply(out / EXPORTS["ply"], points, colors),
         "glb": lambda: glb.write_glb(out / EXPORTS["glb"], points, colors, frames),
-        "colmap": lambda: colmap.write_colmap(out / "sparse" / "0", frames, points, colors),
+        "colmap": lambda: colmap.write_colmap(out / EXPORTS["colmap"] / "0", frames, points, colors),
         "nerfstudio": lambda: nerfstudio.write_transforms_json(
             out / EXPORTS["nerfstudio"], frames, ply_file_path=EXPORTS["ply"] if "ply" in exports else None
         ),

@@ -318,7 +318,6 @@ def reconstruct(
     if gpus > 1 and device.startswith("cuda") and torch.cuda.device_count() < gpus:
         raise ReconstructError(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} GPU(s)")
     paths, max_views_after = plan_inputs(inputs, max_views)
-    max_views_after = max_views if max_views_after else None
     folder = OutputFolder(output_dir, overwrite) if output_dir is not None else None
     staging = folder.open() if folder is not None else None
     shown = RunProgress(STAGES, enabled=progress)
@@ -356,9 +355,10 @@ def reconstruct(
         if folder is not None:
             shown.start("export", total=len(chosen), unit="file")
             write_exports(result, staging, chosen, copy_images=copy_images, on_file=shown.advance)
-            result.wait_for_host()
-            check_interrupted()
-            shown.finish()
+        result.wait_for_host()  # every kept array on the host (and any transfer error raised)
+        check_interrupted()
+        shown.finish()
+        if folder is not None:
             options = {
                 "size": size, "dtype": dtype, "device": device, "gpus": gpus, "camera_method": camera_method,
                 "focal": None if focal is None else str(focal), "conf_percentile": conf_percentile,
@@ -367,7 +367,6 @@ def reconstruct(
             }  # fmt: skip
             folder.commit(_run_info(inputs, weights, config, options, chosen, result))
             result.files = [Path(output_dir) / EXPORTS[name] for name in chosen]
-        result.wait_for_host()  # every array on the host (and any transfer error raised) before returning
     except PredictError as err:
         raise ReconstructError(str(err)) from err
     except torch.cuda.OutOfMemoryError as err:

@@ -31,13 +31,14 @@ def _to_model_input(image: LoadedImage, param: torch.Tensor) -> torch.Tensor:
     return to_model_range(rgb)[None].to(param.dtype)
 
 
-def plan_inputs(inputs, max_views: int | None) -> tuple[list[Path], bool]:
-    """Input files, and whether `max_views` still has to be applied after loading (videos: count unknown)."""
+def plan_inputs(inputs, max_views: int | None) -> tuple[list[Path], int | None]:
+    """Input files (photos already spread under `max_views`), and the `max_views` still to apply once
+    loaded: videos, whose frame count is unknown until they are decoded."""
     paths = collect_inputs(inputs)
     if max_views is None or len(paths) <= max_views or any(is_video_path(p) for p in paths):
-        return paths, max_views is not None
+        return paths, max_views
     warnings.warn(f"{len(paths)} photos found; keeping {max_views} evenly spread (--max-views)", stacklevel=3)
-    return [paths[i] for i in evenly_spread(len(paths), max_views)], False
+    return [paths[i] for i in evenly_spread(len(paths), max_views)], None
 
 
 def run_model(

@@ -70,10 +70,16 @@ def gather_points(
     return SelectedPoints(*(torch.cat([part[k] for part in parts]) for k in range(4)))
 
 
-def _voxel_keys(points: torch.Tensor, voxel_size: float) -> torch.Tensor:
-    """(M,) int64 voxel key per point; raises if the grid would be too fine for the cloud's extent."""
-    origin = points.min(dim=0).values.double()
-    cells = torch.floor((points.double() - origin) / voxel_size).long()  # (M, 3)
+def _grid_offsets(points: torch.Tensor) -> torch.Tensor:
+    """(M, 3) float64 offsets of the points from the cloud's minimum corner, where the voxel grid starts."""
+    points = points.double()
+    return points - points.min(dim=0).values
+
+
+def _voxel_keys(offsets: torch.Tensor, voxel_size: float) -> torch.Tensor:
+    """(M,) int64 voxel key per point (offsets from `_grid_offsets`); raises if the grid would be too fine
+    for the cloud's extent."""
+    cells = torch.floor(offsets / voxel_size).long()  # (M, 3)
     if (cells.max(dim=0).values + 1 > _MAX_CELLS_PER_AXIS).any():
         raise ValueError(f"voxel size {voxel_size} is too small for the cloud's extent")
     return (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
@@ -86,7 +92,7 @@ def voxel_average(selected: SelectedPoints, voxel_size: float) -> SelectedPoints
         raise ValueError(f"voxel_size must be a positive number, got {voxel_size}")
     if len(selected) == 0:
         return selected
-    keys = _voxel_keys(selected.points, voxel_size)
+    keys = _voxel_keys(_grid_offsets(selected.points), voxel_size)
     _, voxel, counts = torch.unique(keys, return_inverse=True, return_counts=True)
     num = int(counts.shape[0])
 
@@ -129,16 +135,17 @@ def budget(selected: SelectedPoints, max_points: int) -> SelectedPoints:
         return selected.take(torch.arange(max_points, device=selected.points.device))
     low, high = extent / (_MAX_CELLS_PER_AXIS - 1), extent * 1.01  # fine: too many voxels; coarse: one
     best_size = high
+    offsets = _grid_offsets(selected.points)
     for _ in range(24):
         size = (low * high) ** 0.5
-        occupied = int(torch.unique(_voxel_keys(selected.points, size)).shape[0])
+        occupied = int(torch.unique(_voxel_keys(offsets, size)).shape[0])
         if occupied <= max_points:
             high = best_size = size
         else:
             low = size
         if high / low < 1.02:
             break
-    _, voxel = torch.unique(_voxel_keys(selected.points, best_size), return_inverse=True)
+    _, voxel = torch.unique(_voxel_keys(offsets, best_size), return_inverse=True)
     rows = _best_per_voxel(voxel, selected.confidence, int(voxel.max()) + 1)
     return selected.take(torch.sort(rows).values)
 
