@@ -159,7 +159,10 @@ def _predict_rank(
     parallel = ContextParallelFast3R(model)
     placeholders = [torch.empty(_input_shape(image), device="meta") for image in images]
     own = parallel.split(placeholders)[dist.get_rank()]
-    views = [_model_view(torch.as_tensor(images[i])) if i in own else placeholders[i] for i in range(len(images))]
+    # uint8 pixels travel to the device and become model input there (4x fewer bytes, no CPU conversion)
+    views = [
+        _model_view(torch.as_tensor(images[i]).to(device)) if i in own else placeholders[i] for i in range(len(images))
+    ]
     with torch.no_grad():
         return parallel(views, image_ids=image_ids, options=options)
 
