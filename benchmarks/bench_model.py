@@ -60,7 +60,8 @@ def main() -> None:
     parser.add_argument("--dtype", choices=DTYPES, default="bf16")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per size (1 above 128 views)")
     parser.add_argument("--attention", choices=["auto", "flash", "cudnn"], default="auto")
-    parser.add_argument("--query-chunk", type=int, default=None)
+    parser.add_argument("--query-chunk", type=int, default=RunOptions().attention_query_chunk,
+                        help="fusion attention queries per call (0: one call)")
     parser.add_argument("--output-device", default=None, help="e.g. cpu: move outputs off the GPU per chunk")
     parser.add_argument("--out", default=None, help="write results as JSON here")
     args = parser.parse_args()
@@ -73,7 +74,7 @@ def main() -> None:
 
     config = Fast3RConfig.vitl512()
     model = random_model(config, "cuda", DTYPES[args.dtype])
-    options = RunOptions(attention_query_chunk=args.query_chunk, output_device=args.output_device)
+    options = RunOptions(attention_query_chunk=args.query_chunk or None, output_device=args.output_device)
     tokens_per_view = (args.height // 16) * (args.width // 16)
     rows = []
     for num_views in args.views:

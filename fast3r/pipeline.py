@@ -328,8 +328,8 @@ def reconstruct(
             torch.cuda.reset_peak_memory_stats(device)
         shown.start("load model")
         if gpus > 1:  # every rank loads the weights itself
-            source = weights_source(weights)
-            config = read_config(resolve_source(source))
+            source = resolve_source(weights_source(weights))  # once here: the ranks read this folder
+            config = read_config(source)
         else:
             model = model if model is not None else load_model(weights, device, DTYPES[dtype])
             config = model.config
@@ -337,7 +337,7 @@ def reconstruct(
         load = LoadOptions(size=size, exact=exact_decode, skip_bad=skip_bad, video_fps=video_fps, max_frames=max_frames)
         if gpus > 1:
             images, outputs, ids = run_model_multi_gpu(
-                source, config, paths, load, max_views_after, image_ids, gpus, device.split(":")[0], DTYPES[dtype], shown
+                str(source), config, paths, load, max_views_after, image_ids, gpus, device.split(":")[0], DTYPES[dtype], shown
             )
         else:
             images, outputs, ids = run_model(model, paths, load, max_views_after, image_ids, shown)

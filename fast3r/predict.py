@@ -1,7 +1,7 @@
 """Images -> model -> per-view predictions, on one GPU (photos decode while the encoder runs) or several.
 
     one GPU:  decode threads -> encoder chunks as photos arrive -> fusion over all views -> heads
-    N GPUs:   decode all -> `fast3r.parallel.predict_multi_gpu` (views and tokens split across ranks)
+    N GPUs:   ranks start while all photos decode -> `fast3r.parallel.PredictRanks` (views and tokens split)
 """
 from __future__ import annotations
 
@@ -115,33 +115,31 @@ def run_model_multi_gpu(
     dtype: torch.dtype,
     progress: RunProgress,
 ) -> tuple[list[LoadedImage], list[dict[str, torch.Tensor]], np.ndarray]:
-    """Decode every photo, then one joint pass over `gpus` GPUs (`fast3r.parallel.predict_multi_gpu`);
-    outputs gathered on the first GPU (device_type "cpu": gloo processes, outputs on the CPU)."""
-    from .parallel import predict_multi_gpu
+    """The ranks start (processes, NCCL, weights) while every photo decodes; then one joint pass over
+    `gpus` GPUs (`fast3r.parallel.PredictRanks`), outputs gathered on the first GPU (device_type "cpu":
+    gloo processes, outputs on the CPU)."""
+    from .parallel import PredictRanks
 
-    progress.start("images + encoder", total=len(paths), unit="file")
-    report = LoadReport()
-    images = list(stream_images(paths, load, report, on_file=progress.advance))
-    report.raise_if_failed(load.skip_bad, len(images))
-    check_interrupted()
-    images = [images[i] for i in _chosen_views(images, max_views_after)]
-    ids = view_image_ids(len(images), image_ids, model_config.decoder.num_image_positions)
-    progress.start("start GPUs")  # the ranks start, load the weights and encode their views
-    steps = model_config.decoder.depth + len(images)
+    with PredictRanks(weights, gpus, dtype, device_type) as ranks:
+        progress.start("images + encoder", total=len(paths), unit="file")
+        report = LoadReport()
+        images = list(stream_images(paths, load, report, on_file=progress.advance))
+        report.raise_if_failed(load.skip_bad, len(images))
+        check_interrupted()
+        images = [images[i] for i in _chosen_views(images, max_views_after)]
+        ids = view_image_ids(len(images), image_ids, model_config.decoder.num_image_positions)
+        progress.start("start GPUs")  # what is left of the ranks' start once the photos are in
+        ranks.wait_ready()
+        steps = model_config.decoder.depth + len(images)
+        progress.start("fusion + heads", total=steps, unit="step")  # the ranks' encoders first
 
-    def on_step(stage: str, count: int) -> None:
-        if stage == "encoder":
-            return
-        if progress.stage != "fusion + heads":
-            progress.start("fusion + heads", total=steps, unit="step")
-        progress.advance(count if stage == "heads" else 1)
+        def on_step(stage: str, count: int) -> None:
+            if stage != "encoder":
+                progress.advance(count if stage == "heads" else 1)
 
-    output_device = "cuda:0" if device_type == "cuda" else "cpu"
-    options = RunOptions(output_device=output_device, on_step=on_step)
-    outputs = predict_multi_gpu(
-        weights, [torch.from_numpy(image.rgb) for image in images], image_ids=ids.tolist(), num_gpus=gpus,
-        dtype=dtype, options=options, device_type=device_type,
-    )
+        output_device = "cuda:0" if device_type == "cuda" else "cpu"
+        options = RunOptions(output_device=output_device, on_step=on_step)
+        outputs = ranks.predict([torch.from_numpy(image.rgb) for image in images], ids.tolist(), options)
     return images, outputs, ids.numpy()
 
 

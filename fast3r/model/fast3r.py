@@ -28,7 +28,8 @@ class RunOptions:
     encoder_chunk_views: views encoded at once (per image size).
     head_chunk_views:    views decoded by the DPT heads at once.
     output_device:       where per-view outputs are moved as they are produced (e.g. "cpu").
-    attention_query_chunk: split fusion attention queries into chunks of this many tokens.
+    attention_query_chunk: split fusion attention queries into chunks of this many tokens (long cuDNN
+                         calls run slower than several shorter ones: BENCHMARKS.md, attention).
     mlp_token_chunk:     at inference, run the fusion MLPs over this many tokens at a time.
     on_step:             called as on_step(stage, count) after each unit of work: ("encoder", views),
                          ("fusion", 1) per block, ("heads", views); for progress displays.
@@ -37,7 +38,7 @@ class RunOptions:
     encoder_chunk_views: int = 64
     head_chunk_views: int = 16
     output_device: torch.device | str | None = None
-    attention_query_chunk: int | None = None
+    attention_query_chunk: int | None = 98_304
     mlp_token_chunk: int | None = 262_144
     on_step: Callable[[str, int], None] | None = None
 

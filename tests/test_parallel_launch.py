@@ -1,0 +1,68 @@
+"""`PredictRanks`: ranks started before the views exist, on CPU gloo processes with tiny weights."""
+import shutil
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from fast3r.model import Fast3R
+from fast3r.parallel import PredictRanks
+
+SIZES = [(48, 64), (64, 48), (48, 64), (32, 64)]
+
+
+def rgb_views(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=generator) for h, w in SIZES]
+
+
+def test_ranks_start_before_the_views_and_match_one_process(tiny_weights):
+    ranks = PredictRanks(tiny_weights, 2, dtype="fp32", device_type="cpu")
+    images = rgb_views()  # made while the ranks start
+    with ranks:
+        outputs = ranks.predict(images, image_ids=[0, 5, 2, 9])
+    model = Fast3R.from_pretrained(str(tiny_weights))
+    with torch.no_grad():
+        reference = model([(image.permute(2, 0, 1).float() / 127.5 - 1) for image in images], image_ids=[0, 5, 2, 9])
+    for out, ref in zip(outputs, reference):
+        for key in ref:
+            assert ((out[key] - ref[key]).abs().max() / ref[key].abs().max()).item() <= 1e-5, key
+    events = {(rank, event): seconds for seconds, rank, event in ranks.timeline}
+    for rank in (0, 1):
+        assert (rank, "group joined") in events and (rank, "weights loaded") in events and (rank, "done") in events
+    assert events[(1, "process started")] <= events[(1, "weights loaded")] <= events[(1, "group joined")]
+    assert events[(0, "weights loaded")] <= events[(0, "group joined")] <= events[(0, "views sent")]
+    assert not dist.is_initialized()
+    assert not any(process.is_alive() for process in ranks._workers)
+
+
+def test_closed_without_a_pass_the_ranks_stop_and_a_second_pass_is_refused(tiny_weights):
+    with PredictRanks(tiny_weights, 2, dtype="fp32", device_type="cpu") as ranks:
+        ranks.wait_ready()
+    assert not dist.is_initialized() and not any(process.is_alive() for process in ranks._workers)
+    assert {event for _, rank, event in ranks.timeline if rank == 1} >= {"process started", "weights loaded"}
+    with pytest.raises(RuntimeError, match="one pass"):
+        ranks._sent = True
+        ranks.predict(rgb_views())
+
+
+def test_a_failure_while_the_ranks_start_stops_them_at_once(tiny_weights):
+    """The caller fails (a bad photo) while the ranks are still starting: no wait, no rank left over."""
+    ranks = PredictRanks(tiny_weights, 2, dtype="fp32", device_type="cpu")
+    began = time.monotonic()
+    with pytest.raises(ValueError, match="bad photo"):
+        with ranks:
+            raise ValueError("bad photo")
+    assert time.monotonic() - began < 20
+    assert not any(process.is_alive() for process in ranks._workers)
+
+
+def test_weights_that_do_not_load_give_one_error_naming_the_rank(tiny_weights, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_weights, broken)
+    for shard in broken.glob("*.safetensors"):
+        shard.write_bytes(b"not a safetensors file")
+    with pytest.raises(RuntimeError, match="rank [01]"):
+        with PredictRanks(broken, 2, dtype="fp32", device_type="cpu") as ranks:
+            ranks.predict(rgb_views())
