@@ -27,7 +27,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, query_chunk: in
     """
     if query_chunk is None or q.shape[2] <= query_chunk:
         return _sdpa(q, k, v)
-    return torch.cat([_sdpa(q_part, k, v) for q_part in q.split(query_chunk, dim=2)], dim=2)
+    out = q.new_empty(q.shape)  # filled chunk by chunk: one extra chunk in memory, not a second output
+    for start in range(0, q.shape[2], query_chunk):
+        out[:, :, start : start + query_chunk] = _sdpa(q[:, :, start : start + query_chunk], k, v)
+    return out
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

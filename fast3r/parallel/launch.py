@@ -206,7 +206,10 @@ class PredictRanks:
                 self._workers.append(process)
                 self._pipes.append(ours)
             self._mark(0, "ranks spawned")
-            self._model = load_pretrained(self.weights, device=rank_device(0, self.device_type), dtype=self.dtype)
+            device = rank_device(0, self.device_type)
+            torch.empty(0, device=device)  # the CUDA context, timed apart from the weights
+            self._mark(0, "device ready")
+            self._model = load_pretrained(self.weights, device=device, dtype=self.dtype)
             self._mark(0, "weights loaded")
         except BaseException as err:  # noqa: BLE001 - raised by wait_ready, in the caller's thread
             self._error = err
@@ -285,6 +288,8 @@ class PredictRanks:
                     if pipe.poll(60):
                         self.timeline += pipe.recv()
                 self.timeline.sort()
+                # before the joins: NCCL's shutdown waits for every rank to reach it
+                dist.destroy_process_group()
                 for process in self._workers:
                     process.join(timeout=30)
         finally:
@@ -316,7 +321,10 @@ def _rank_main(
         timeline.append((round(time.time() - started, 3), rank, event))
 
     mark("process started")
-    model = load_pretrained(weights, device=rank_device(rank, device_type), dtype=dtype)
+    device = rank_device(rank, device_type)
+    torch.empty(0, device=device)
+    mark("device ready")
+    model = load_pretrained(weights, device=device, dtype=dtype)
     mark("weights loaded")
     device = init_rank(rank, world_size, init_method, device_type)  # waits for rank 0's wait_ready
     mark("group joined")
