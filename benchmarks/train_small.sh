@@ -17,6 +17,8 @@
 # last slot brought back, carried in the repo tree at an ignored path such as runs/slot); the log's
 # rows are appended. Give every slot the same --set steps=N (the schedule spans all slots).
 # CONFIG=FILE trains FILE as pool1000 (e.g. configs/small_wide_224.toml, issue 14's recipe).
+# GPUS=N trains each run under torchrun with DDP on N GPUs (batch_size is per GPU; give each rank its
+# share of the cores with --set data.num_workers=...); slots continue across GPU counts.
 set -u
 OUT_DIR=${1:?usage: benchmarks/train_small.sh OUT_DIR [--set KEY=VALUE ...]}
 shift
@@ -40,10 +42,18 @@ fi
 rm -rf "$WORK/pool1000" "$WORK/sequential"
 start=$(date +%s)
 
+GPUS=${GPUS:-1}
+launch=(python -m fast3r.train)
+if [ "$GPUS" -gt 1 ]; then  # DDP over this machine's GPUs: each rank renders and trains its own batch
+  launch=(torchrun --standalone --nproc_per_node="$GPUS" -m fast3r.train)
+fi
+
 train() {  # name config [extra args]
   local name=$1 config=$2
   shift 2
-  python -m fast3r.train train "$config" --out "$WORK/$name" --set progress=false \
+  local ddp=()
+  [ "$GPUS" -gt 1 ] && ddp=(--set 'distributed="ddp"')
+  "${launch[@]}" train "$config" --out "$WORK/$name" --set progress=false "${ddp[@]}" \
     --set "time_limit_minutes=$TIME_LIMIT_MINUTES" "$@" >"$WORK/$name.log" 2>&1
   echo "$name: exit $? after $(( $(date +%s) - start )) s"
 }

@@ -57,3 +57,39 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert (tmp_path / "checkpoints" / "ckpt_00000002.pt").is_file()  # written once, by rank 0
     payload = torch.load(tmp_path / "checkpoints" / "ckpt_00000002.pt", weights_only=True)
     assert len(payload["rng"]) == 2 and payload["world_size"] == 2
+
+
+def _slot_worker(rank: int, world_size: int, port: int, out_dir: str, from_slot: str | None) -> None:
+    """Two steps under DDP, writing a slot checkpoint; with `from_slot`, continue from one first."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    slot_out = os.path.join(out_dir, "slot")
+    config = load_train_config(
+        "configs/tiny_cpu.toml",
+        ['distributed="ddp"', f'out_dir="{out_dir}"', f'slot_out="{slot_out}"', "data.batch_size=1",
+         "data.resolutions=[[32,32]]", "data.num_views=[2]", "steps=6"],
+    )
+    context = setup_distributed(config.distributed, config.device)
+    try:
+        run = _Run(config, context)
+        start = run.resume_from_slot(from_slot) if from_slot else 0
+        for batch in training_batches(config.data, config.seed, start, 2, context.rank, context.world_size, context.device):
+            run.step(batch)
+        run.save_slot(start + 2)
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
+            json.dump({"start": start, "checksum": float(sum(p.double().sum() for p in run.model.parameters()))}, handle)
+    finally:
+        teardown_distributed(context)
+
+
+def test_ddp_continues_from_a_slot_checkpoint(tmp_path):
+    """Every rank restores the slot (weights, factored moments, step): rank 1 too, whose optimiser state
+    a rank-0-only state dict would leave empty."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    mp.spawn(_slot_worker, args=(2, _free_port(), str(first), None), nprocs=2, join=True)
+    mp.spawn(_slot_worker, args=(2, _free_port(), str(second), str(first / "slot")), nprocs=2, join=True)
+    rank0, rank1 = (json.loads((second / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["start"] == rank1["start"] == 2
+    assert rank0["checksum"] == rank1["checksum"]
+    first_weights = json.loads((first / "rank0.json").read_text())["checksum"]
+    assert rank0["checksum"] != first_weights  # it trained on from the slot

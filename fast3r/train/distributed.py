@@ -140,15 +140,17 @@ def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in get_model_state_dict(model, options=_FULL).items() if k not in aliases}
 
 
-def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimiser state keyed by parameter names, unsharded, on the CPU (collective under FSDP2)."""
-    return get_optimizer_state_dict(model, optimizer, options=_FULL)
+def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, every_rank: bool = False) -> dict[str, Any]:
+    """The optimiser state keyed by parameter names, unsharded (collective under FSDP2): on the CPU and on
+    rank 0 only (other ranks get an empty dict), or with `every_rank` on every rank, where it lives."""
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True) if every_rank else _FULL)
 
 
 def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict, optimizer_state: dict) -> None:
     """Load states written by `full_model_state` / `full_optimizer_state` (every rank passes them)."""
     result = set_model_state_dict(model, model_state, options=StateDictOptions(full_state_dict=True, strict=False))
-    missing = sorted(set(result.missing_keys) - set(alias_keys(unwrap(model))))
+    aliases = set(alias_keys(unwrap(model)))
+    missing = sorted(key for key in result.missing_keys if key.removeprefix("module.") not in aliases)  # DDP's prefix
     if missing or result.unexpected_keys:
         raise ValueError(f"checkpoint does not fit the model: missing {missing[:10]}, unexpected {sorted(result.unexpected_keys)[:10]}")
     set_optimizer_state_dict(model, optimizer, optimizer_state, options=StateDictOptions(full_state_dict=True))

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from fast3r.io.atomic import write_text_atomic
 from fast3r.model import Fast3R
-from fast3r.model.pretrained import load_state
+from fast3r.model.pretrained import alias_keys, load_state
 
 from .activation_checkpointing import enable_activation_checkpointing
 from .config import TrainConfig
@@ -154,8 +154,10 @@ class _Run:
         see fast3r.train.slot."""
         metadata, moments = read_slot(folder)
         self._check_schedule(metadata["scheduler"], Path(folder))
-        weights = {key: value.float() for key, value in Fast3R.from_pretrained(folder).state_dict().items()}
-        fresh = full_optimizer_state(self.wrapped, self.optimizer)
+        stored = Fast3R.from_pretrained(folder)
+        aliases = alias_keys(stored)  # as full_model_state writes it: DDP's wrapper names no aliases
+        weights = {key: value.float() for key, value in stored.state_dict().items() if key not in aliases}
+        fresh = full_optimizer_state(self.wrapped, self.optimizer, every_rank=True)  # each rank rebuilds its own
         load_full_state(self.wrapped, self.optimizer, weights, restored_optimizer_state(fresh, moments, metadata["step"]))
         self.scheduler.load_state_dict(metadata["scheduler"])
         return int(metadata["step"])
