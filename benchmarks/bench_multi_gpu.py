@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from fast3r.model import DTYPES, Fast3RConfig
-from fast3r.parallel.launch import free_port
+from fast3r.parallel.group import free_port
 from multi_gpu_workers import forward_worker, probe_worker, small_views_worker, worker_entry
 
 

@@ -17,7 +17,7 @@ from fast3r.model.graphs import GraphedFast3R
 from fast3r.model.layers import attention
 from fast3r.parallel import ContextParallelFast3R
 from fast3r.parallel.context import replace_modules
-from fast3r.parallel.launch import init_rank
+from fast3r.parallel.group import init_rank
 
 DRY_FITS = 37  # --dry-run: probes above this many views raise a simulated out-of-memory error
 

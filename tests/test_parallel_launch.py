@@ -66,3 +66,45 @@ def test_weights_that_do_not_load_give_one_error_naming_the_rank(tiny_weights, t
     with pytest.raises(RuntimeError, match="rank [01]"):
         with PredictRanks(broken, 2, dtype="fp32", device_type="cpu") as ranks:
             ranks.predict(rgb_views())
+
+
+KILLED_CALLER = """
+import sys, time
+from fast3r.parallel import PredictRanks
+ranks = PredictRanks(sys.argv[1], 2, dtype="fp32", device_type="cpu")
+ranks._starting.join()
+time.sleep(4)  # rank 1 has loaded its weights and waits for this rank to join the group
+print(ranks._workers[0].pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_ranks_leave_when_the_caller_is_killed(tiny_weights):
+    """SIGKILL gives the caller no chance to stop its ranks: they notice and exit on their own, even while
+    waiting to join the process group (which would otherwise wait out its 30-minute timeout)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    caller = subprocess.Popen([sys.executable, "-c", KILLED_CALLER, str(tiny_weights)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(caller.stdout.readline())
+    finally:
+        caller.send_signal(signal.SIGKILL)
+        caller.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _running(worker):
+        time.sleep(0.2)
+    if _running(worker):
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("rank 1 outlived its killed caller by 20 s")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped (PID 1 of a container may never reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
