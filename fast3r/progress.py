@@ -37,6 +37,7 @@ class RunProgress:
         else:
             self._bar.set_description(description, refresh=False)
             self._bar.unit = unit
+            self._bar.total = total  # reset(total=None) would keep the last stage's total
             self._bar.reset(total=total)  # redraws with the new description
 
     @property

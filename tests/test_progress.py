@@ -27,3 +27,15 @@ def test_a_disabled_display_still_times_the_stages(capsys):
     progress.advance(2)
     progress.close()
     assert "a" in progress.timings and capsys.readouterr().err == ""
+
+
+def test_a_stage_without_a_total_does_not_show_the_last_ones(monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    progress = RunProgress(("images", "wait"))
+    progress.start("images", total=8, unit="file")
+    progress.advance(8)
+    progress.start("wait")
+    progress.close()
+    waiting = stream.getvalue().split("[2/2] wait")[1]
+    assert "/8" not in waiting
