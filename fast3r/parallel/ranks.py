@@ -78,7 +78,7 @@ class PredictRanks:
                     args=(rank, self.world_size, self._init_method, self.device_type, self.weights, self.dtype, theirs, self.started),
                     daemon=True,
                 )
-                process.start()  # returns once the new process has imported this module
+                process.start()  # returns at once: the new process imports torch and loads on its own
                 theirs.close()
                 self._workers.append(process)
                 self._pipes.append(ours)
