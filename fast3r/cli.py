@@ -174,7 +174,7 @@ def run_convert(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .demo import add_demo_parser
     from .eval.command import add_eval_parser
-    from .train.command import add_curves_parser, add_train_parser
+    from .train.command import add_crossview_parser, add_curves_parser, add_train_parser
     from .viz.command import add_view_parser
 
     parser = argparse.ArgumentParser(prog="fast3r", description=__doc__)
@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reconstruct_parser(subparsers)
     add_view_parser(subparsers)
     add_train_parser(subparsers)
+    add_crossview_parser(subparsers)
     add_curves_parser(subparsers)
     add_eval_parser(subparsers)
     add_convert_parser(subparsers)

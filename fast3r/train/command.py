@@ -1,4 +1,5 @@
-"""`fast3r train CONFIG [--resume | --from-slot DIR] [--out DIR] [--set key=value ...]` and `fast3r train-curves`."""
+"""`fast3r train CONFIG [--resume | --from-slot DIR] [--out DIR] [--set key=value ...]`, `fast3r
+train-crossview CONFIG` and `fast3r train-curves`."""
 from __future__ import annotations
 
 import argparse
@@ -37,13 +38,23 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 def run_train(args: argparse.Namespace) -> int:
     """Load the config, train, print a one-line JSON summary. Bad settings raise ValueError."""
-    from .config import load_train_config
     from .trainer import train
+
+    _print_summary(train(_config(args), resume=args.resume, from_slot=args.from_slot))
+    return 0
+
+
+def _config(args: argparse.Namespace):
+    """The config file with the --set overrides and --out applied."""
+    from .config import load_train_config
 
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f"out_dir={json.dumps(args.out)}")
-    result = train(load_train_config(args.config, overrides), resume=args.resume, from_slot=args.from_slot)
+    return load_train_config(args.config, overrides)
+
+
+def _print_summary(result) -> None:
     summary = {
         "out_dir": str(result.out_dir),
         "steps": result.steps_done,
@@ -52,6 +63,29 @@ def run_train(args: argparse.Namespace) -> int:
         "train_seconds": round(result.seconds, 1),
     }
     print(json.dumps(summary))
+
+
+CROSSVIEW_HELP = "pretrain a model's encoder by cross-view completion (CroCo) before training"
+
+
+def add_crossview_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `train-crossview CONFIG [--out DIR] [--set ...]` (handler `run_crossview`)."""
+    parser = subparsers.add_parser(
+        "train-crossview", help=CROSSVIEW_HELP, description=CROSSVIEW_HELP,
+        epilog="then train with --set model.init_encoder=DIR (see fast3r.train.crossview)",
+    )
+    parser.add_argument("config", help="training config (.toml): model, data, optim, steps and [crossview]")
+    parser.add_argument("--out", help="output folder (overrides out_dir in the config)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting, e.g. --set crossview.mask_ratio=0.75 (values are TOML)")
+    parser.set_defaults(handler=run_crossview)
+    return parser
+
+
+def run_crossview(args: argparse.Namespace) -> int:
+    from .crossview import train_crossview
+
+    _print_summary(train_crossview(_config(args)))
     return 0
 
 
@@ -83,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fast3r.train")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_train_parser(subparsers)
+    add_crossview_parser(subparsers)
     add_curves_parser(subparsers)
     args = parser.parse_args(argv)
     try:

@@ -1,10 +1,11 @@
 """Training configuration: a typed dataclass read from TOML, with `section.key=value` overrides.
 
     steps = 2000                  # top-level keys: the run
-    [model]   preset / config / init_weights / activation_checkpointing
+    [model]   preset / config / init_weights / init_encoder / activation_checkpointing
     [data]    see fast3r.train.data.DataConfig (scene levers: clutter, natural_textures, ambient, shadows)
     [optim]   see fast3r.train.optim.OptimConfig
     [heldout] see fast3r.train.heldout.HeldoutConfig
+    [crossview] see fast3r.train.crossview.CrossViewSpec (`fast3r train-crossview` only)
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from torch import nn
 
 from fast3r.model import ConfigError, Fast3R, Fast3RConfig
 
+from .crossview import ENCODER_FILE, CrossViewSpec
 from .data import DataConfig
 from .heldout import HeldoutConfig
 from .optim import OptimConfig
@@ -35,11 +37,14 @@ class TrainConfigError(ValueError):
 class ModelSpec:
     """Which network to train. `init_weights` (a directory or hub id) fine-tunes published / saved
     weights and takes its architecture from them; else `config` (a published-layout config.json);
-    else `preset`. `activation_checkpointing` recomputes block activations in the backward pass."""
+    else `preset`. `init_encoder`: start the encoder from `fast3r train-crossview`'s encoder.safetensors
+    (a file or the folder holding it; the rest starts from scratch). `activation_checkpointing`
+    recomputes block activations in the backward pass."""
 
     preset: str = "small"
     config: str = ""
     init_weights: str = ""
+    init_encoder: str = ""
     activation_checkpointing: bool = False
 
     def validate(self) -> None:
@@ -60,7 +65,33 @@ class ModelSpec:
             network = getattr(Fast3RConfig, self.preset)()
         model = Fast3R(network)
         initialise_from_scratch(model)
+        if self.init_encoder:
+            load_encoder(model, Path(self.init_encoder))
         return model.train()
+
+
+def load_encoder(model: Fast3R, path: Path) -> None:
+    """The encoder's weights from an `encoder.safetensors` (keys `encoder.*`, as Fast3R names them)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = path / ENCODER_FILE if path.is_dir() else path
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise TrainConfigError(f"model.init_encoder {path}: not a readable safetensors file ({err})") from err
+    state = {key.removeprefix("encoder."): value for key, value in tensors.items()}
+    expected = {key: tuple(value.shape) for key, value in model.encoder.state_dict().items()}
+    unfit = sorted(set(expected) ^ set(state)) + [
+        f"{key} {tuple(state[key].shape)} vs {expected[key]}"
+        for key in sorted(set(expected) & set(state))
+        if tuple(state[key].shape) != expected[key]
+    ]
+    if unfit:
+        raise TrainConfigError(
+            f"model.init_encoder {path}: does not fit this model's encoder ({len(unfit)} keys differ, e.g. {unfit[0]})"
+        )
+    model.encoder.load_state_dict(state)
 
 
 def initialise_from_scratch(model: Fast3R) -> None:
@@ -95,6 +126,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     heldout: HeldoutConfig = field(default_factory=HeldoutConfig)
+    crossview: CrossViewSpec = field(default_factory=CrossViewSpec)
     steps: int = 1000
     seed: int = 0
     bf16: bool = True
