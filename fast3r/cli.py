@@ -218,6 +218,8 @@ def _one_line_warnings() -> None:
     """Warnings as `fast3r: warning: message` (no file or source line); `python -W` still decides which show."""
     if not sys.warnoptions:
         warnings.simplefilter("default")
+        for noise in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.filterwarnings("ignore", category=noise)  # libraries' noise, hidden as Python hides it
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"fast3r: warning: {' '.join(str(message).split())}", file=file or sys.stderr)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -31,7 +32,7 @@ from .progress import RunProgress
 
 DEFAULT_MAX_POINTS = 2_000_000
 VIEWER_POINTS = 2_000_000
-_BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fast3r-background")  # imports, copies to host
+_BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fast3r-background")  # copies to host
 STAGES = ("load model", "images + encoder", "start GPUs", "fusion + heads", "cameras", "point cloud", "export")
 
 __all__ = ["BUNDLED_WEIGHTS", "EXPORTS", "Reconstruction", "ReconstructError", "reconstruct", "load_model"]
@@ -322,7 +323,8 @@ def reconstruct(
     staging = folder.open() if folder is not None else None
     shown = RunProgress(STAGES, enabled=progress)
     if folder is not None:
-        _BACKGROUND.submit(import_packages, chosen)  # while the model runs
+        # while the model runs; a daemon: after Ctrl-C inside an import, the exit must not wait on it
+        threading.Thread(target=import_packages, args=(chosen,), name="fast3r-imports", daemon=True).start()
     try:
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(device)

@@ -84,3 +84,14 @@ def test_an_error_before_the_command_is_known_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "build_parser", failing_imports)
     assert cli.main(["reconstruct", "photos", "-o", "out"]) == 1
     assert capsys.readouterr().err == "fast3r: error: a dependency's import warned under python -W error\n"
+
+
+def test_warnings_show_as_one_line_and_library_noise_stays_hidden(capsys, monkeypatch):
+    """An interrupted import can leave a .pyc unclosed: its ResourceWarning must not add a line to Ctrl-C's."""
+    monkeypatch.setattr("sys.warnoptions", [])
+    with warnings.catch_warnings():
+        cli._one_line_warnings()
+        warnings.warn("unclosed file <_io.BufferedReader name='x.pyc'>", ResourceWarning)
+        warnings.warn("old API", DeprecationWarning)
+        warnings.warn("2 photos skipped")
+    assert capsys.readouterr().err == "fast3r: warning: 2 photos skipped\n"
