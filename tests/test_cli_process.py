@@ -127,3 +127,25 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_writes(pho
     stdout, stderr = first.communicate(timeout=120)
     assert first.returncode == 0, stderr
     assert_one_complete_run_or_nothing(tmp_path / "runs")
+
+
+def test_ctrl_c_to_a_run_over_two_ranks_stops_them_all(photos, tiny_weights, tmp_path):
+    """--gpus 2 (gloo ranks on the CPU): Ctrl-C from a terminal reaches the whole process group; the
+    command exits 130 with one line and no rank outlives it."""
+    out = tmp_path / "runs" / "out"
+    command = [sys.executable, "-c", ENTRY, "reconstruct", str(photos), "-o", str(out), "--weights", str(tiny_weights),
+               "--size", "224", "--quiet", "--device", "cpu", "--gpus", "2"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # fmt: skip
+    children_file = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 120
+    while not (ranks := children_file.read_text().split()) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert (process.returncode, stderr) == (130, "fast3r: interrupted\n")
+    time.sleep(1)
+    alive = [pid for pid in ranks if Path(f"/proc/{pid}/stat").is_file()
+             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]  # fmt: skip
+    assert ranks and not alive
+    assert not (tmp_path / "runs").exists() or sorted(p.name for p in (tmp_path / "runs").iterdir()) == []

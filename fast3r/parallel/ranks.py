@@ -78,7 +78,13 @@ class PredictRanks:
                     args=(rank, self.world_size, self._init_method, self.device_type, self.weights, self.dtype, theirs, self.started),
                     daemon=True,
                 )
-                process.start()  # returns at once: the new process imports torch and loads on its own
+                # The new process starts with Ctrl-C blocked (a terminal sends it to the whole process
+                # group; it would die inside its imports) and ignores it from _rank_main on.
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                try:
+                    process.start()  # returns at once: the new process imports torch and loads on its own
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
                 theirs.close()
                 self._workers.append(process)
                 self._pipes.append(ours)
@@ -100,18 +106,26 @@ class PredictRanks:
             self._check_alive()
         if self._error is not None:
             raise RuntimeError(f"rank 0 could not start: {self._error}") from self._error
-        # Joined here, not in the background: a start given up before this point leaves nothing waiting.
+        # Every rank has loaded its weights and is joining: only then does this one join, in a call that
+        # waits in C++ (deaf to Ctrl-C) until all have. A start given up earlier leaves nothing waiting.
+        self._receive("joining")
         self._device = init_rank(0, self.world_size, self._init_method, self.device_type)
         self._mark(0, "group joined")
+        self._receive("ready")
+        self._ready = True
+
+    def _receive(self, expected: str) -> None:
+        """Wait (interruptibly) for `expected` from every spawned rank; raise if one stops first."""
         for pipe in self._pipes:
             while not pipe.poll(0.2):
                 self._check_alive()
             try:
-                pipe.recv()  # "ready"
+                message = pipe.recv()
             except EOFError:
                 self._check_alive()
                 raise
-        self._ready = True
+            if message != expected:
+                raise RuntimeError(f"a rank said {message!r} where {expected!r} was due")
 
     def _check_alive(self) -> None:
         for rank, process in enumerate(self._workers, start=1):
@@ -191,6 +205,7 @@ def _rank_main(
 ) -> None:
     """Rank 1.. of `PredictRanks`: start, then run the one pass the pipe brings (None: none)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; rank 0 stops us
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while we started (a pending one is dropped)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     logging.getLogger("fast3r").setLevel(logging.ERROR)  # the licence note is rank 0's to print
     timeline = []
@@ -204,6 +219,7 @@ def _rank_main(
     mark("device ready")
     model = load_pretrained(weights, device=device, dtype=dtype)
     mark("weights loaded")
+    pipe.send("joining")
     device = init_rank(rank, world_size, init_method, device_type)  # waits for rank 0's wait_ready
     mark("group joined")
     try:
