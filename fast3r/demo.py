@@ -65,27 +65,32 @@ def run_demo(output: str | Path = DEFAULT_OUTPUT, overwrite: bool = False, progr
     from fast3r.pipeline import reconstruct
 
     start = time.perf_counter()
+    metrics: dict[str, dict[str, float]] = {}
+
+    def write_summary(result, folder: Path) -> None:  # inside the run, before it is swapped in
+        metrics[MODEL_ROW] = pose_metrics(result.cameras.c2w, c2w_true)
+        metrics[IDENTITY_ROW] = identity_baseline_metrics(c2w_true)
+        summary = {
+            "scene": {"seed": SCENE_SEED, "kind": "room", "trajectory": SCENE_TRAJECTORY, "views": NUM_VIEWS, "size": IMAGE_SIZE},
+            "c2w_true": c2w_true.tolist(),
+            "metrics_pct": metrics,
+        }
+        write_text_atomic(folder / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="fast3r-demo-") as scene:
         c2w_true = render_demo_scene(Path(scene))
         result = reconstruct(
             scene, output, weights=WEIGHTS, device="cpu", dtype="fp32", progress=progress, overwrite=overwrite,
             exports=[*choose_exports(None), *FULL_DENSITY_EXPORTS], copy_images=True,  # every export; the scene folder goes
+            before_commit=write_summary,
         )
-    demo = DemoResult(
+    return DemoResult(
         output=Path(output),
-        model_metrics=pose_metrics(result.cameras.c2w, c2w_true),
-        identity_metrics=identity_baseline_metrics(c2w_true),
+        model_metrics=metrics[MODEL_ROW],
+        identity_metrics=metrics[IDENTITY_ROW],
         seconds=time.perf_counter() - start,
-        files=list(result.files),
+        files=[*result.files, Path(output) / SUMMARY_FILE],
     )
-    summary = {
-        "scene": {"seed": SCENE_SEED, "kind": "room", "trajectory": SCENE_TRAJECTORY, "views": NUM_VIEWS, "size": IMAGE_SIZE},
-        "c2w_true": c2w_true.tolist(),
-        "metrics_pct": {MODEL_ROW: demo.model_metrics, IDENTITY_ROW: demo.identity_metrics},
-    }
-    write_text_atomic(demo.output / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-    demo.files.append(demo.output / SUMMARY_FILE)
-    return demo
 
 
 def accuracy_table(model_metrics: dict[str, float], identity_metrics: dict[str, float]) -> str:

@@ -11,7 +11,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -288,6 +288,7 @@ def reconstruct(
     max_frames: int | None = None,
     gpus: int = 1,
     keep_arrays: bool = True,
+    before_commit: Callable[[Reconstruction, Path], None] | None = None,
     progress: bool = True,
 ) -> Reconstruction:
     """Reconstruct a scene from a folder, glob, list of images, or a video.
@@ -302,7 +303,8 @@ def reconstruct(
     non-empty folder is refused unless `overwrite`, which replaces it. gpus: one joint pass over this many
     GPUs of this machine (context parallel; device "cpu": as many gloo processes, for tests).
     keep_arrays: False keeps only the per-view arrays the exports read (the command's choice: at 1000 views
-    the others are gigabytes of host memory and seconds of copying).
+    the others are gigabytes of host memory and seconds of copying). before_commit(result, folder): writes
+    more files into the run's staging folder, swapped in with the rest (nothing if it raises).
     """
     _check_options(conf_percentile, voxel_size, max_points, max_views)
     if gpus < 1 or (gpus > 1 and model is not None):
@@ -361,6 +363,8 @@ def reconstruct(
         check_interrupted()
         shown.finish()
         if folder is not None:
+            if before_commit is not None:
+                before_commit(result, staging)
             options = {
                 "size": size, "dtype": dtype, "device": device, "gpus": gpus, "camera_method": camera_method,
                 "focal": None if focal is None else str(focal), "conf_percentile": conf_percentile,

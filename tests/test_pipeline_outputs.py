@@ -185,3 +185,24 @@ def test_the_command_keeps_only_the_per_view_arrays_its_exports_read(tiny_weight
         result.pointmaps
     kept_none = reconstruct(photos, None, weights=tiny_weights, size=128, keep_arrays=False, progress=False)
     assert kept_none.views == {} and len(kept_none.cloud.points) > 0
+
+
+def test_files_written_before_the_commit_arrive_with_the_run_or_not_at_all(tiny_weights, photos, tmp_path):
+    """before_commit adds files to the staging folder; if it fails, no folder appears (the demo's demo.json)."""
+    out = tmp_path / "runs" / "out"
+
+    def add_note(result, folder):
+        assert not out.exists()  # not yet swapped in
+        (folder / "note.txt").write_text(f"{len(result.names)} views")
+
+    reconstruct(photos, out, weights=tiny_weights, size=128, exports=["cameras"], before_commit=add_note, progress=False)
+    assert (out / "note.txt").read_text() == f"{len(list(photos.iterdir()))} views" and (out / "run.json").is_file()
+
+    def fail(result, folder):
+        (folder / "half.txt").write_text("half")
+        raise RuntimeError("scoring failed")
+
+    failed = tmp_path / "runs" / "failed"
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        reconstruct(photos, failed, weights=tiny_weights, size=128, exports=["cameras"], before_commit=fail, progress=False)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["out"]
