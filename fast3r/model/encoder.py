@@ -38,12 +38,15 @@ class ViTEncoder(nn.Module):
         )
         self.enc_norm = nn.LayerNorm(config.embed_dim, eps=1e-6)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, 3, H, W) in [-1, 1] -> tokens (B, H/16 * W/16, D)."""
+    def forward(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> tokens (B, H/16 * W/16, D); with `keep` (indices of patches,
+        row-major), only those patches' tokens (B, len(keep), D), encoded without the others."""
         patch = self.config.patch_size
         grid_h, grid_w = images.shape[-2] // patch, images.shape[-1] // patch
         tokens = self.patch_embed(images)
         positions = patch_positions(grid_h, grid_w, images.device)
+        if keep is not None:
+            tokens, positions = tokens[:, keep], positions[keep]
         rope = self.rope.cos_sin(positions, self.config.embed_dim // self.config.num_heads)
         for block in self.enc_blocks:
             tokens = block(tokens, rope)

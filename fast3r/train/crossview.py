@@ -101,18 +101,6 @@ class CrossViewCompletion(nn.Module):
         self.norm = nn.LayerNorm(config.embed_dim, eps=1e-6)
         self.to_pixels = nn.Linear(config.embed_dim, config.patch_size**2 * 3)
 
-    def encode(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """images (B, 3, H, W) -> tokens (B, P or len(keep), D) of all patches, or of the kept ones."""
-        encoder, patch = self.encoder, self.encoder.config.patch_size
-        tokens = encoder.patch_embed(images)
-        positions = patch_positions(images.shape[-2] // patch, images.shape[-1] // patch, images.device)
-        if keep is not None:
-            tokens, positions = tokens[:, keep], positions[keep]
-        rope = encoder.rope.cos_sin(positions, encoder.config.embed_dim // encoder.config.num_heads)
-        for block in encoder.enc_blocks:
-            tokens = block(tokens, rope)
-        return encoder.enc_norm(tokens)
-
     def forward(
         self, masked_view: torch.Tensor, reference_view: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,8 +114,8 @@ class CrossViewCompletion(nn.Module):
         hidden = torch.ones(count, dtype=torch.bool, device=masked_view.device)
         hidden[keep] = False
 
-        seen = self.encode(masked_view, keep)  # (B, visible, D)
-        context = self.encode(reference_view)  # (B, P, D)
+        seen = self.encoder(masked_view, keep)  # (B, visible, D)
+        context = self.encoder(reference_view)  # (B, P, D)
         x = self.mask_token.to(seen.dtype).expand(seen.shape[0], count, -1).clone()
         x[:, keep] = seen
         head_dim = self.encoder.config.embed_dim // self.encoder.config.num_heads
