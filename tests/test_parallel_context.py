@@ -5,8 +5,9 @@ import torch.distributed as dist
 
 from fast3r.io.images import to_model_range
 from fast3r.model import Fast3R, Fast3RConfig
-from fast3r.parallel import ContextParallelFast3R, predict_multi_gpu, run_on_ranks, split_views
+from fast3r.parallel import ContextParallelFast3R, predict_multi_gpu, split_views
 from fast3r.parallel.context import replace_modules
+from rank_harness import run_on_ranks
 
 SIZES = [(48, 64), (64, 48), (48, 64), (32, 64), (48, 64)]  # 12, 12, 12, 8, 12 tokens: 24 | 32 on 2 ranks
 IDS = [0, 10.5, 3, 999, 7]
