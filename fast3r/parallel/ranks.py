@@ -65,7 +65,7 @@ class PredictRanks:
         self._starting.start()
 
     def _mark(self, rank: int, event: str) -> None:
-        self.timeline.append((round(time.time() - self.started, 3), rank, event))
+        self.timeline.append(_event(self.started, rank, event))
 
     def _start(self) -> None:
         try:
@@ -211,7 +211,7 @@ def _rank_main(
     timeline = []
 
     def mark(event: str) -> None:
-        timeline.append((round(time.time() - started, 3), rank, event))
+        timeline.append(_event(started, rank, event))
 
     mark("process started")
     device = rank_device(rank, device_type)
@@ -232,6 +232,11 @@ def _rank_main(
         pipe.send(timeline)
     finally:
         dist.destroy_process_group()
+
+
+def _event(started: float, rank: int, event: str) -> tuple[float, int, str]:
+    """A timeline entry: seconds since the ranks were started (wall clock, shared by the processes)."""
+    return round(time.time() - started, 3), rank, event
 
 
 def _exit_with_parent(parent: int) -> None:
