@@ -124,6 +124,32 @@ def test_single_resolution_pool_batches_are_those_of_the_one_resolution_pool():
     ]
 
 
+def test_a_run_from_a_slot_renders_only_the_newest_pool_scenes_again():
+    """Continuing from a slot re-renders pool_slot_restart scenes, not the whole pool (minutes at scale),
+    draws only from those until new ones arrive; an exact resume renders and draws from the whole pool."""
+    config = DataConfig(
+        mode="pool", num_views=[2], resolutions=[(32, 32)], batch_size=4, num_workers=0, pool_views=4,
+        pool_initial=2, pool_scenes_per_step=1.0, pool_capacity=8, pool_slot_restart=2, scene_kinds=["room"],
+    )
+    source = SyntheticSceneSource(4, 32, 32, (SceneConfig(kind="room"),), tuple(config.trajectories))
+    scenes = {index: source(index) for index in range(10)}
+
+    def drawn_scenes(from_slot: bool) -> tuple[list[set[int]], int]:
+        batches = training_batches(config, 0, 5, 8, 0, 1, torch.device("cpu"), from_slot=from_slot)
+        drawn = [{_identify(view["img"][item], scenes)[0] for view in batch.views for item in range(4)} for batch in batches]
+        return drawn, batches.ring.count - batches.ring.first
+
+    exact, rendered = drawn_scenes(from_slot=False)
+    assert rendered == pool_size(config, 7) == 9  # scenes 0..8, all held (capacity 8 keeps 1..8)
+    assert set().union(*exact) - set(range(9)) == set()
+    continued, rendered = drawn_scenes(from_slot=True)
+    assert rendered == 4  # scenes 5 and 6 rendered before step 5, then 7 and 8 as steps 6 and 7 begin
+    assert continued[0] <= {5, 6} and continued[1] <= {5, 6, 7} and continued[2] <= {5, 6, 7, 8}
+    assert len(set().union(*continued)) >= 3
+    with pytest.raises(ValueError, match="data.pool_slot_restart"):
+        DataConfig(mode="pool", pool_slot_restart=-1).validate()
+
+
 def test_bad_settings_name_the_key():
     with pytest.raises(ValueError, match="data.resolutions"):
         DataConfig(resolutions=[(30, 32)]).validate()

@@ -32,10 +32,10 @@ class PoolScenes(Dataset):
 
 class SceneRing:
     """The newest `capacity` of scenes first..last-1 of `scenes`, on `device`: scene number n lies in slot
-    n mod capacity; `count` scenes have been rendered in (those before `first` count as rendered)."""
+    n mod capacity; scenes first..count-1 have been rendered in."""
 
     def __init__(self, scenes: PoolScenes, first: int, last: int, capacity: int, num_workers: int, device: torch.device):
-        self.count, self.capacity, self.device = first, capacity, device
+        self.first, self.count, self.capacity, self.device = first, first, capacity, device
         self.loader = iter(
             DataLoader(
                 scenes,
@@ -58,7 +58,7 @@ class SceneRing:
     @property
     def held(self) -> int:
         """How many scenes the ring holds: numbers count - held .. count - 1."""
-        return min(self.count, self.capacity)
+        return min(self.count - self.first, self.capacity)
 
     def grow_to(self, size: int) -> None:
         """Render scenes in until `size` have been."""

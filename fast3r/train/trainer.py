@@ -209,7 +209,9 @@ def _train(config: TrainConfig, context: DistributedContext, resume: bool, from_
             shutil.copyfile(Path(from_slot) / LOG_NAME, out_dir / LOG_NAME)
     continuing = resume or bool(from_slot)
     log = TrainLog(out_dir, start_step if continuing else None, config.tensorboard) if main else None
-    batches = training_batches(config.data, config.seed, start_step, config.steps, context.rank, context.world_size, context.device)
+    batches = training_batches(
+        config.data, config.seed, start_step, config.steps, context.rank, context.world_size, context.device, bool(from_slot)
+    )
 
     began = time.perf_counter()
     window_start, window_views = began, 0
