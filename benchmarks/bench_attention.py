@@ -1,6 +1,6 @@
 """Fusion attention alone at one length: one SDPA call against queries split into chunks.
 
-    python benchmarks/bench_attention.py --views 1000 --chunks 0 49152 98304 196608 --out attention.json
+    python benchmarks/bench_attention.py --views 1000 --chunks 0 24576 40960 49152 98304 --out attention.json
     python benchmarks/bench_attention.py --views 1000 --query-share 0.5 ...   # one of 2 GPUs' queries
 
 Shapes are the ViT-L/512 fusion layer's: (1, 16 heads, views x 768 tokens, 64), bf16. Each setting is
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=1000)
     parser.add_argument("--tokens-per-view", type=int, default=768)
     parser.add_argument("--query-share", type=float, default=1.0, help="queries as a share of the keys")
-    parser.add_argument("--chunks", type=int, nargs="+", default=[0, 49152, 98304, 196608])
+    parser.add_argument("--chunks", type=int, nargs="+", default=[0, 24576, 40960, 49152, 98304])
     parser.add_argument("--repeats", type=int, default=1, help="timed calls after one warm-up")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()

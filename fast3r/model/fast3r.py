@@ -38,7 +38,7 @@ class RunOptions:
     encoder_chunk_views: int = 64
     head_chunk_views: int = 16
     output_device: torch.device | str | None = None
-    attention_query_chunk: int | None = 49_152
+    attention_query_chunk: int | None = 40_960
     mlp_token_chunk: int | None = 262_144
     on_step: Callable[[str, int], None] | None = None
 
