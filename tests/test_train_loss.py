@@ -152,3 +152,6 @@ def test_accepts_collated_dicts_and_checks_view_counts():
         pointmap_loss(_preds(global_truth, local)[:2], dicts)
     with pytest.raises(KeyError, match="camera_pose"):
         pointmap_loss(_preds(global_truth, local), [{"pts3d": t.pts3d, "valid": t.valid} for t in targets])
+    small = _scene(num_views=1, size=2)[0][0]
+    with pytest.raises(ValueError, match="views of one size"):
+        pointmap_loss(_preds(global_truth, local), [*targets[:2], small])

@@ -35,33 +35,39 @@ class ViewTarget:
 
 
 def _transform(world_to_camera: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """(B, 4, 4) rigid transforms applied to points (B, H, W, 3), in float64 then back to float32."""
-    rotation = world_to_camera[:, None, None, :3, :3]  # (B, 1, 1, 3, 3)
-    translation = world_to_camera[:, None, None, :3, 3]  # (B, 1, 1, 3)
+    """Rigid transforms (B, N, 4, 4) applied to points (B, N, H, W, 3) (either N may be 1), in float64
+    then back to float32."""
+    rotation = world_to_camera[..., None, None, :3, :3]  # (B, N, 1, 1, 3, 3)
+    translation = world_to_camera[..., None, None, :3, 3]  # (B, N, 1, 1, 3)
     moved = (rotation @ points.double()[..., None])[..., 0] + translation
     return moved.float()
 
 
-def _mean_distance(points: Sequence[torch.Tensor], valid: Sequence[torch.Tensor]) -> torch.Tensor:
-    """(B,) mean distance to the origin over the valid pixels of the given views; 1 where none is valid."""
-    total = sum(torch.where(mask, pts.norm(dim=-1), 0.0).flatten(1).sum(1) for pts, mask in zip(points, valid))
-    count = sum(mask.flatten(1).sum(1) for mask in valid)
-    mean = total / count.clamp_min(1)
-    return torch.where(count > 0, mean, torch.ones_like(mean)).clamp_min(MIN_NORM)
+def _mean_distance(points: torch.Tensor, valid: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Mean distance to the origin of points (B, N, H, W, 3) over the valid pixels (B, N, H, W) along
+    `dims`, kept as size-1 dims and broadcastable to the points; 1 where none is valid."""
+    total = torch.where(valid, points.norm(dim=-1), 0.0).sum(dims, keepdim=True)
+    count = valid.sum(dims, keepdim=True)
+    mean = torch.where(count > 0, total / count.clamp_min(1), 1.0).clamp_min(MIN_NORM)
+    return mean[..., None]
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of `values` over the True entries of `mask` (0 when there are none), without a host sync."""
-    return torch.where(mask, values, 0.0).sum() / mask.sum().clamp_min(1)
+def _view_means(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N,) mean of values (B, N, H, W) over each view's True mask entries (0 where none), without a host sync."""
+    dims = (0, 2, 3)
+    return torch.where(mask, values, 0.0).sum(dims) / mask.sum(dims).clamp_min(1)
 
 
-def _confidence_term(
-    pred: torch.Tensor, truth: torch.Tensor, conf: torch.Tensor, valid: torch.Tensor, alpha: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(conf-weighted term, plain distance) averaged over the valid pixels of a view (0 when none)."""
-    distance = (pred - truth).norm(dim=-1)  # (B, H, W)
+def _head_terms(
+    pred: torch.Tensor, truth: torch.Tensor, conf: torch.Tensor, valid: torch.Tensor, scale_dims: tuple[int, ...], alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per view (N,): the conf-weighted term, the plain normalised distance and the mean confidence over
+    the valid pixels. pred, truth (B, N, H, W, 3) are each divided by their mean distance along scale_dims."""
+    pred = pred / _mean_distance(pred, valid, scale_dims)
+    truth = truth / _mean_distance(truth, valid, scale_dims)
+    distance = (pred - truth).norm(dim=-1)  # (B, N, H, W)
     term = conf * distance - alpha * torch.log(conf)
-    return _masked_mean(term, valid), _masked_mean(distance.detach(), valid)
+    return _view_means(term, valid), _view_means(distance.detach(), valid), _view_means(conf.detach(), valid)
 
 
 def pointmap_loss(
@@ -69,53 +75,39 @@ def pointmap_loss(
     targets: Sequence[ViewTarget | dict[str, torch.Tensor]],
     alpha: float = DEFAULT_ALPHA,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The release's loss for one batch of N views.
+    """The release's loss for one batch of N views of one size.
 
     preds: the model's per-view outputs (`pts3d_in_other_view`, `conf`, `pts3d_local`, `conf_local`).
     targets: per view, a ViewTarget or a collated dict with `pts3d` (world), `valid`, `camera_pose` (c2w).
     Returns the total (a scalar to minimise) and detached components: `global`, `local` (mean terms of
     each head), `dist_global`, `dist_local` (mean normalised distances, without confidence) and
     `conf_global`, `conf_local` (mean confidence over valid pixels).
+    All views are computed at once (a few dozen kernels, not a few per view: small models train
+    launch-bound on a GPU).
     """
     if len(preds) != len(targets) or not preds:
         raise ValueError(f"{len(preds)} predicted views for {len(targets)} target views")
     targets = [t if isinstance(t, ViewTarget) else ViewTarget.from_batch(t) for t in targets]
-    has_local = "pts3d_local" in preds[0]
-    world_to_view0 = torch.linalg.inv(targets[0].camera_pose.double())  # (B, 4, 4)
+    sizes = {tuple(t.pts3d.shape) for t in targets}
+    if len(sizes) > 1:
+        raise ValueError(f"the loss takes views of one size; this batch has {sorted(sizes)}")
+    points = torch.stack([t.pts3d for t in targets], dim=1)  # (B, N, H, W, 3) world
     # Non-finite truth counts as invalid, and invalid truth is zeroed so it cannot leak NaN gradients.
-    valid = [t.valid & torch.isfinite(t.pts3d).all(dim=-1) for t in targets]
-    world = [torch.where(mask[..., None], t.pts3d, 0.0) for t, mask in zip(targets, valid)]
+    valid = torch.stack([t.valid for t in targets], dim=1) & torch.isfinite(points).all(dim=-1)  # (B, N, H, W)
+    world = torch.where(valid[..., None], points, 0.0)
+    world_to_camera = torch.linalg.inv(torch.stack([t.camera_pose for t in targets], dim=1).double())  # (B, N, 4, 4)
+
+    def stacked(key: str) -> torch.Tensor:
+        return torch.stack([p[key] for p in preds], dim=1)
 
     # Global head: every view's truth in view 0's camera frame, one scale per batch item over all views.
-    truth_global = [_transform(world_to_view0, pts) for pts in world]
-    pred_global = [p["pts3d_in_other_view"] for p in preds]
-    truth_scale = _mean_distance(truth_global, valid)[:, None, None, None]  # (B, 1, 1, 1)
-    pred_scale = _mean_distance(pred_global, valid)[:, None, None, None]
-    terms, distances, confs = {"global": [], "local": []}, {"global": [], "local": []}, {"global": [], "local": []}
-    for pred, truth, pred_view, mask in zip(pred_global, truth_global, preds, valid):
-        term, distance = _confidence_term(pred / pred_scale, truth / truth_scale, pred_view["conf"], mask, alpha)
-        terms["global"].append(term)
-        distances["global"].append(distance)
-        confs["global"].append(_masked_mean(pred_view["conf"].detach(), mask))
-
-    # Local head: each view's truth in its own camera frame, one scale per view and batch item.
-    if has_local:
-        for pred_view, target, pts, mask in zip(preds, targets, world, valid):
-            truth = _transform(torch.linalg.inv(target.camera_pose.double()), pts)
-            pred = pred_view["pts3d_local"]
-            truth_scale = _mean_distance([truth], [mask])[:, None, None, None]
-            pred_scale = _mean_distance([pred], [mask])[:, None, None, None]
-            term, distance = _confidence_term(pred / pred_scale, truth / truth_scale, pred_view["conf_local"], mask, alpha)
-            terms["local"].append(term)
-            distances["local"].append(distance)
-            confs["local"].append(_masked_mean(pred_view["conf_local"].detach(), mask))
-
-    all_terms = terms["global"] + terms["local"]
-    total = torch.stack(all_terms).mean()
-    components: dict[str, torch.Tensor] = {}
-    for head in ("global", "local"):
-        if terms[head]:
-            components[head] = torch.stack(terms[head]).detach().mean()
-            components[f"dist_{head}"] = torch.stack(distances[head]).mean()
-            components[f"conf_{head}"] = torch.stack(confs[head]).mean()
-    return total, components
+    heads = {"global": (stacked("pts3d_in_other_view"), _transform(world_to_camera[:, :1], world), stacked("conf"), (1, 2, 3))}
+    if "pts3d_local" in preds[0]:
+        # Local head: each view's truth in its own camera frame, one scale per view and batch item.
+        heads["local"] = (stacked("pts3d_local"), _transform(world_to_camera, world), stacked("conf_local"), (2, 3))
+    terms, components = [], {}
+    for head, (pred, truth, conf, scale_dims) in heads.items():
+        term, distance, mean_conf = _head_terms(pred, truth, conf, valid, scale_dims, alpha)
+        terms.append(term)
+        components.update({head: term.detach().mean(), f"dist_{head}": distance.mean(), f"conf_{head}": mean_conf.mean()})
+    return torch.cat(terms).mean(), components
