@@ -1,6 +1,7 @@
 """Measure what bounds training speed: synthetic rendering (CPU / GPU) and the model's step time.
 
     python benchmarks/train_speed.py --preset small --views 8 --size 224 --batch 8 16 --steps 20
+    python benchmarks/train_speed.py --no-render --batch 16 --compile "" default reduce-overhead
 Prints one JSON line per measurement.
 """
 from __future__ import annotations
@@ -40,34 +41,52 @@ def render_rate(views: int, size: int, device: str, workers: int, scenes: int) -
     return scenes / (time.perf_counter() - start)
 
 
-def step_rate(preset: str, views: int, size: int, batch: int, steps: int, checkpointing: bool) -> dict:
-    device = torch.device("cuda")
+def step_rate(
+    preset: str, views: int, size: int, batch: int, steps: int, checkpointing: bool, compile_mode: str, device_name: str = "cuda"
+) -> dict:
+    """Seconds per optimiser step on one batch, after 3 warm-up steps (which include any compilation).
+    compile_mode: "" runs eager; otherwise torch.compile(mode=...) of the model's forward and the loss."""
+    device = torch.device(device_name)
+    cuda = device.type == "cuda"
+    torch.manual_seed(0)  # the same weights for every variant: their final losses should agree
     model = Fast3R(getattr(Fast3RConfig, preset)()).to(device).train()
     if checkpointing:
         enable_activation_checkpointing(model)
-    optimizer = build_optimizer(model, OptimConfig(), fused=True)
-    data = DataConfig(num_views=[views], resolutions=[(size, size)], batch_size=batch, num_workers=0, render_device="cuda")
+    optimizer = build_optimizer(model, OptimConfig(), fused=cuda)
+    data = DataConfig(num_views=[views], resolutions=[(size, size)], batch_size=batch, num_workers=0, render_device=device.type)
     batch_views = next(iter(training_batches(data, 0, 0, 1, 0, 1, device))).views
     images = [v["img"].to(device) for v in batch_views]
     targets = [{k: v[k].to(device) for k in ("pts3d", "valid", "camera_pose")} for v in batch_views]
-    torch.cuda.reset_peak_memory_stats()
+    image_ids = model.image_ids(views, "random")
+
+    def forward_loss(images: list[torch.Tensor]) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            preds = model(images, image_ids=image_ids)
+        return pointmap_loss(preds, targets)[0]
+
+    if compile_mode:
+        forward_loss = torch.compile(forward_loss, mode=None if compile_mode == "default" else compile_mode)
+    synchronize = torch.cuda.synchronize if cuda else lambda: None
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    began = time.perf_counter()
     for index in range(steps + 3):
         if index == 3:
-            torch.cuda.synchronize()
+            synchronize()
+            warmup = time.perf_counter() - began
             start = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            preds = model(images, image_ids="random")
-        loss, _ = pointmap_loss(preds, targets)
+        loss = forward_loss(images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-    torch.cuda.synchronize()
+    synchronize()
     seconds = (time.perf_counter() - start) / steps
     return {
         "what": "train_step", "preset": preset, "views": views, "size": size, "batch": batch,
-        "checkpointing": checkpointing, "seconds_per_step": seconds, "views_per_s": batch * views / seconds,
-        "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "loss": float(loss.detach()),
+        "checkpointing": checkpointing, "compile": compile_mode or "eager", "warmup_s": warmup,
+        "seconds_per_step": seconds, "views_per_s": batch * views / seconds,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None, "loss": float(loss.detach()),
     }
 
 
@@ -81,14 +100,20 @@ def main() -> None:
     parser.add_argument("--render-scenes", type=int, default=48)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--compile", nargs="+", default=[""], metavar="MODE",
+                        help='step variants: "" (eager), default, reduce-overhead, max-autotune-no-cudagraphs')
+    parser.add_argument("--no-render", action="store_true", help="skip the rendering measurement")
+    parser.add_argument("--step-device", default="cuda", help="where the step is timed (cpu: a smoke run)")
     args = parser.parse_args()
-    for device in ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
+    for device in () if args.no_render else ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
         rate = render_rate(args.views, args.size, device, args.workers, args.render_scenes)
         print(json.dumps({"what": "render", "device": device, "workers": args.workers if device == "cpu" else 1,
                           "views": args.views, "size": args.size, "scenes_per_s": rate}), flush=True)
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() or args.step_device == "cpu":
         for batch in args.batch:
-            print(json.dumps(step_rate(args.preset, args.views, args.size, batch, args.steps, args.checkpointing)), flush=True)
+            for mode in args.compile:
+                row = step_rate(args.preset, args.views, args.size, batch, args.steps, args.checkpointing, mode, args.step_device)
+                print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
