@@ -19,11 +19,10 @@ import time
 import numpy as np
 import torch
 
-from fast3r.io.images import to_model_range
 from fast3r.model.config import DecoderConfig, EncoderConfig, Fast3RConfig, HeadConfig
 from fast3r.model.fast3r import Fast3R
 from fast3r.train.config import initialise_from_scratch
-from fast3r.train.heldout import HeldoutConfig, evaluate_heldout, heldout_views
+from fast3r.train.heldout import HeldoutConfig, evaluate_heldout, heldout_views, views_to_tensors
 from fast3r.train.loss import ViewTarget, pointmap_loss
 
 
@@ -50,15 +49,16 @@ def main() -> None:
         view_counts=[args.views], scenes=args.scenes, trajectories=args.trajectories,
         resolution=(args.size, args.size), image_ids="spread",
     )  # fmt: skip
-    scenes = [heldout_views(scenes_config, index, args.views) for index in range(args.scenes)]
+    cpu = torch.device("cpu")
+    scenes = [views_to_tensors(heldout_views(scenes_config, index, args.views), cpu) for index in range(args.scenes)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.05)
     rng = np.random.default_rng(0)
     began, losses = time.perf_counter(), []
     model.train()
     for _ in range(args.steps):
         picked = [scenes[k] for k in rng.choice(args.scenes, size=min(args.batch, args.scenes), replace=False)]
-        images = [torch.stack([_image(scene[v]) for scene in picked]) for v in range(args.views)]  # V x (B, 3, H, W)
-        targets = [_target([scene[v] for scene in picked]) for v in range(args.views)]
+        images = [torch.cat([scene_images[v] for scene_images, _ in picked]) for v in range(args.views)]  # V x (B, 3, H, W)
+        targets = [_batched([scene_targets[v] for _, scene_targets in picked]) for v in range(args.views)]
         image_ids = [0.0, *(float(i) for i in rng.permutation(999)[: args.views - 1] + 1)]
         loss, _ = pointmap_loss(model(images, image_ids=image_ids), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -77,16 +77,9 @@ def main() -> None:
     }))  # fmt: skip
 
 
-def _image(view) -> torch.Tensor:
-    return to_model_range(torch.from_numpy(view.image))  # (3, H, W) in [-1, 1]
-
-
-def _target(views) -> ViewTarget:
-    return ViewTarget(
-        pts3d=torch.stack([torch.from_numpy(v.points_world()) for v in views]),
-        valid=torch.stack([torch.from_numpy(v.valid) for v in views]),
-        camera_pose=torch.stack([torch.from_numpy(v.c2w).float() for v in views]),
-    )
+def _batched(targets: list[ViewTarget]) -> ViewTarget:
+    """One view's targets of several scenes (each a batch of 1) as one batch."""
+    return ViewTarget(*(torch.cat([getattr(t, name) for t in targets]) for name in ("pts3d", "valid", "camera_pose")))
 
 
 if __name__ == "__main__":

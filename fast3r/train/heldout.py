@@ -84,7 +84,8 @@ def _image_ids(mode: str, num_views: int) -> list[float] | str | None:
     return "random" if mode == "random" else None
 
 
-def _views_to_tensors(views: list[View], device: torch.device) -> tuple[list[torch.Tensor], list[ViewTarget]]:
+def views_to_tensors(views: list[View], device: torch.device) -> tuple[list[torch.Tensor], list[ViewTarget]]:
+    """One scene's views as model input (1, 3, H, W) each and loss targets (batch of 1) on `device`."""
     images, targets = [], []
     for view in views:
         image = to_model_range(torch.from_numpy(view.image))  # (3, H, W)
@@ -162,7 +163,7 @@ def evaluate_heldout(
             desc = f"held-out {num_views} views"
             for index in tqdm(range(config.scenes), desc=desc, disable=not progress, leave=False):
                 views = heldout_views(config, index, num_views)
-                images, targets = _views_to_tensors(views, device)
+                images, targets = views_to_tensors(views, device)
                 generator = torch.Generator().manual_seed(config.seed_base + index)
                 ids = _image_ids(config.image_ids, num_views)
                 if device.type == "cuda":
