@@ -35,7 +35,7 @@ class WeightsError(ValueError):
     """Weights that cannot be loaded, with the reason."""
 
 
-def alias_keys(model: Fast3R) -> dict[str, str]:
+def alias_keys(model: torch.nn.Module) -> dict[str, str]:
     """{alias key: stored key} for tensors registered under two names (the DPT `layer_rn` list)."""
     first_name: dict[int, str] = {}
     aliases = {}
@@ -192,8 +192,9 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_state(model: Fast3R, tensors: dict[str, torch.Tensor], origin: str = "state dict") -> None:
-    """Check `tensors` against the model (one error listing every problem), then assign them.
+def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], origin: str = "state dict") -> None:
+    """Check `tensors` against the model, or one of its parts such as `model.encoder` (one error listing
+    every problem), then assign them.
 
     Alias keys may be present or absent; when present they must equal their stored twin.
     """
@@ -227,7 +228,7 @@ def load_state(model: Fast3R, tensors: dict[str, torch.Tensor], origin: str = "s
             shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
             problems.append(f"{title}: {shown}")
     if problems:
-        raise WeightsError(f"cannot load {origin}:\n  " + "\n  ".join(problems))
+        raise WeightsError(f"cannot load {origin}: " + "; ".join(problems))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, strict=False, assign=True)
 
 

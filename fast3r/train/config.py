@@ -18,7 +18,8 @@ from typing import Any
 
 from torch import nn
 
-from fast3r.model import ConfigError, Fast3R, Fast3RConfig
+from fast3r.model import ConfigError, Fast3R, Fast3RConfig, WeightsError
+from fast3r.model.pretrained import load_state
 
 from .crossview import ENCODER_FILE, CrossViewSpec
 from .data import DataConfig
@@ -81,17 +82,10 @@ def load_encoder(model: Fast3R, path: Path) -> None:
     except (SafetensorError, OSError) as err:
         raise TrainConfigError(f"model.init_encoder {path}: not a readable safetensors file ({err})") from err
     state = {key.removeprefix("encoder."): value for key, value in tensors.items()}
-    expected = {key: tuple(value.shape) for key, value in model.encoder.state_dict().items()}
-    unfit = sorted(set(expected) ^ set(state)) + [
-        f"{key} {tuple(state[key].shape)} vs {expected[key]}"
-        for key in sorted(set(expected) & set(state))
-        if tuple(state[key].shape) != expected[key]
-    ]
-    if unfit:
-        raise TrainConfigError(
-            f"model.init_encoder {path}: does not fit this model's encoder ({len(unfit)} keys differ, e.g. {unfit[0]})"
-        )
-    model.encoder.load_state_dict(state)
+    try:
+        load_state(model.encoder, state, f"model.init_encoder {path} (it does not fit this model's encoder)")
+    except WeightsError as err:
+        raise TrainConfigError(str(err)) from err
 
 
 def initialise_from_scratch(model: Fast3R) -> None:
