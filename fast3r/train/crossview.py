@@ -28,7 +28,7 @@ from fast3r.model.layers import Attention, Mlp, RoPE2D, attention
 from .data import training_batches
 from .distributed import choose_device
 from .logs import TrainLog
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, optimiser_step
 
 ENCODER_FILE = "encoder.safetensors"
 
@@ -180,12 +180,7 @@ def train_crossview(config) -> CrossViewResult:
         with autocast:
             predicted, hidden = model(masked_view, reference_view, generator)
         loss = completion_loss(predicted, masked_view, hidden, patch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        optimiser_step(loss, model, optimizer, scheduler, config.optim.grad_clip)
         step = batch.step + 1
         if step % config.log_every == 0 or step == config.steps:
             loss_value = loss.item()

@@ -80,3 +80,22 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total
     warmup_steps = max(1, round(config.warmup_fraction * total_steps))
     schedule = WarmupCosine(total_steps, warmup_steps, config.min_lr / config.lr)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def optimiser_step(
+    loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+    grad_clip: float,
+) -> tuple[torch.Tensor, float]:
+    """Backward pass, gradient clipping (grad_clip 0: the norm is only measured), optimiser and schedule
+    step. Returns the gradient norm before clipping and the learning rate the step used."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(
+        [p for p in model.parameters() if p.grad is not None], grad_clip if grad_clip > 0 else math.inf
+    )
+    if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
+        grad_norm = grad_norm.full_tensor()
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    return grad_norm.detach(), lr

@@ -7,7 +7,6 @@ model/ (fp32 `save_pretrained`), model_fp16/ (optional, sharded), heldout.json, 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from contextlib import nullcontext
@@ -37,7 +36,7 @@ from .distributed import (
 from .heldout import evaluate_heldout
 from .logs import LOG_NAME, TrainLog
 from .loss import pointmap_loss
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, optimiser_step
 from .slot import read_slot, restored_optimizer_state, save_slot
 from .state import capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint
 
@@ -86,18 +85,8 @@ class _Run:
         with self.autocast:
             preds = self.wrapped(images, image_ids=batch.image_ids)
         loss, parts = pointmap_loss(preds, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = self.config.optim.grad_clip
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            [p for p in self.wrapped.parameters() if p.grad is not None], clip if clip > 0 else math.inf
-        )
-        if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
-            grad_norm = grad_norm.full_tensor()
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
-        self.scheduler.step()
-        return loss.detach(), parts, grad_norm.detach(), lr
+        grad_norm, lr = optimiser_step(loss, self.wrapped, self.optimizer, self.scheduler, self.config.optim.grad_clip)
+        return loss.detach(), parts, grad_norm, lr
 
     def checkpoint(self, step: int) -> None:
         """Every rank takes part (state gathering is collective); rank 0 writes."""
