@@ -1,9 +1,9 @@
 """Ctrl-C that stops a `fast3r` command at any moment, even when some library swallows it.
 
 The command installs `on_sigint` before its heavy imports. Each Ctrl-C records itself and raises
-KeyboardInterrupt; code that catches too much (an `except BaseException` inside a third-party
-import) cannot lose it, because `check_interrupted()`, called between stages and when the command
-ends, raises again.
+KeyboardInterrupt (except inside the import machinery, where raising can hang the process); code
+that catches too much (an `except BaseException` inside a third-party import) cannot lose it,
+because `check_interrupted()`, called between stages and when the command ends, raises again.
 """
 from __future__ import annotations
 
@@ -17,10 +17,18 @@ from typing import Iterator
 _interrupted = False
 
 
+_IMPORT_MACHINERY = "<frozen importlib._bootstrap"  # importlib._bootstrap and _bootstrap_external
+
+
 def on_sigint(signum: int, frame: FrameType | None) -> None:
-    """SIGINT handler: remember the interrupt, then raise it where the program is."""
+    """SIGINT handler: remember the interrupt, then raise it where the program is, unless that is
+    inside the import machinery: an exception between its taking and releasing the global import
+    lock (in a module lock's clean-up callback, say) leaves the lock held and the next import in any
+    thread waits forever. There the interrupt waits for the next `check_interrupted()`."""
     global _interrupted
     _interrupted = True
+    if frame is not None and frame.f_code.co_filename.startswith(_IMPORT_MACHINERY):
+        return
     raise KeyboardInterrupt
 
 

@@ -35,6 +35,24 @@ def test_a_swallowed_interrupt_is_raised_again_by_check_interrupted():
     assert not interrupt.interrupted()  # a new command starts clean
 
 
+def frame_in(filename: str):
+    namespace = {}
+    exec(compile("import sys\nframe = sys._getframe()", filename, "exec"), namespace)
+    return namespace["frame"]
+
+
+def test_ctrl_c_inside_the_import_machinery_waits_for_the_next_check():
+    """Raised there, it can leave the global import lock held (a module lock's weakref callback) and
+    hang every later import; it must instead come out of the next check_interrupted()."""
+    interrupt.install()
+    interrupt.on_sigint(signal.SIGINT, frame_in("<frozen importlib._bootstrap>"))  # returns: no raise
+    assert interrupt.interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        interrupt.check_interrupted()
+    with pytest.raises(KeyboardInterrupt):  # anywhere else it is raised at once
+        interrupt.on_sigint(signal.SIGINT, frame_in(__file__))
+
+
 def test_a_deferred_interrupt_arrives_after_the_block():
     interrupt.install()
     finished = False
