@@ -67,18 +67,19 @@ def interrupts_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pending: list[FrameType | None] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
         if pending:
-            _deliver(previous, pending[0])
+            _deliver(previous)
 
 
-def _deliver(handler: object, frame: FrameType | None) -> None:
+def _deliver(handler: object) -> None:
+    """Deliver a held-back Ctrl-C here, where the block has ended (no frame: `on_sigint` raises it)."""
     if callable(handler):
-        handler(signal.SIGINT, frame)
+        handler(signal.SIGINT, None)
     elif handler == signal.SIG_DFL:
         os.kill(os.getpid(), signal.SIGINT)
