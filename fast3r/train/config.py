@@ -28,6 +28,7 @@ from .optim import OptimConfig
 
 PRESETS = ("tiny", "small", "vitl512")
 DISTRIBUTED = ("none", "ddp", "fsdp2")
+COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # "": eager
 
 
 class TrainConfigError(ValueError):
@@ -114,6 +115,9 @@ class TrainConfig:
     slot_out: a folder for a compact slot checkpoint (fast3r.train.slot: fp16 weights, factored
     second moments, the log; 7 files of at most 16 MB), rewritten with every checkpoint; "" for none.
     `fast3r train --from-slot DIR` continues a run from one on another machine.
+    compile: "" runs the forward pass and the loss eagerly; a `torch.compile` mode ("default",
+    "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs") compiles them (checkpoints,
+    slots and the held-out check use the same weights, uncompiled).
     """
 
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -135,6 +139,7 @@ class TrainConfig:
     export_fp16: bool = False
     heldout_at_end: bool = True
     slot_out: str = ""
+    compile: str = ""
     out_dir: str = "runs/train"
 
     def validate(self) -> None:
@@ -152,6 +157,8 @@ class TrainConfig:
             raise ValueError("log_every and keep_checkpoints must be >= 1, ckpt_every >= 0")
         if self.time_limit_minutes < 0:
             raise ValueError("time_limit_minutes must be >= 0")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

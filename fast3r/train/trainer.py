@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +69,17 @@ class _Run:
         fused = context.device.type == "cuda" and context.mode != "fsdp2"
         self.optimizer = build_optimizer(self.wrapped, config.optim, fused=fused)
         self.scheduler = build_scheduler(self.optimizer, config.optim, config.steps)
-        self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if config.bf16 and context.device.type == "cuda" else nullcontext()
-        )
+        self.bf16 = config.bf16 and context.device.type == "cuda"  # autocast; made inside the (compiled) pass
+        self.forward_loss = self._forward_loss
+        if config.compile:
+            self.forward_loss = torch.compile(self._forward_loss, mode=None if config.compile == "default" else config.compile)
+
+    def _forward_loss(
+        self, images: list[torch.Tensor], image_ids: torch.Tensor, targets: list[dict[str, torch.Tensor]]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            preds = self.wrapped(images, image_ids=image_ids)
+        return pointmap_loss(preds, targets)
 
     def step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, float]:
         """One optimiser step; returns the loss, its components, the gradient norm and the lr used."""
@@ -82,9 +89,7 @@ class _Run:
             {key: view[key].to(device, non_blocking=True) for key in ("pts3d", "valid", "camera_pose")}
             for view in batch.views
         ]
-        with self.autocast:
-            preds = self.wrapped(images, image_ids=batch.image_ids)
-        loss, parts = pointmap_loss(preds, targets)
+        loss, parts = self.forward_loss(images, batch.image_ids, targets)
         grad_norm, lr = optimiser_step(loss, self.wrapped, self.optimizer, self.scheduler, self.config.optim.grad_clip)
         return loss.detach(), parts, grad_norm, lr
 
