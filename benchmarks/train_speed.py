@@ -18,8 +18,8 @@ from fast3r.data.synthetic import SceneConfig, SyntheticSceneSource
 from fast3r.model import Fast3R, Fast3RConfig
 from fast3r.train.activation_checkpointing import enable_activation_checkpointing
 from fast3r.train.data import DataConfig, training_batches
-from fast3r.train.loss import pointmap_loss
-from fast3r.train.optim import OptimConfig, build_optimizer
+from fast3r.train.optim import OptimConfig, build_optimizer, build_scheduler, optimiser_step
+from fast3r.train.trainer import compile_forward_and_loss
 
 
 def _render(args: tuple[int, int, int, str]) -> int:
@@ -45,27 +45,23 @@ def step_rate(
     preset: str, views: int, size: int, batch: int, steps: int, checkpointing: bool, compile_mode: str, device_name: str = "cuda"
 ) -> dict:
     """Seconds per optimiser step on one batch, after 3 warm-up steps (which include any compilation).
-    compile_mode: "" runs eager; otherwise torch.compile(mode=...) of the model's forward and the loss."""
+    compile_mode: "" runs eager; otherwise torch.compile(mode=...) of the model and the loss, as the
+    trainer's `compile` setting does."""
     device = torch.device(device_name)
     cuda = device.type == "cuda"
     torch.manual_seed(0)  # the same weights for every variant: their final losses should agree
     model = Fast3R(getattr(Fast3RConfig, preset)()).to(device).train()
     if checkpointing:
         enable_activation_checkpointing(model)
-    optimizer = build_optimizer(model, OptimConfig(), fused=cuda)
+    optim = OptimConfig()
+    optimizer = build_optimizer(model, optim, fused=cuda)
+    scheduler = build_scheduler(optimizer, optim, steps + 3)
     data = DataConfig(num_views=[views], resolutions=[(size, size)], batch_size=batch, num_workers=0, render_device=device.type)
     batch_views = next(iter(training_batches(data, 0, 0, 1, 0, 1, device))).views
     images = [v["img"].to(device) for v in batch_views]
     targets = [{k: v[k].to(device) for k in ("pts3d", "valid", "camera_pose")} for v in batch_views]
     image_ids = model.image_ids(views, "random")
-
-    def forward_loss(images: list[torch.Tensor]) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            preds = model(images, image_ids=image_ids)
-        return pointmap_loss(preds, targets)[0]
-
-    if compile_mode:
-        forward_loss = torch.compile(forward_loss, mode=None if compile_mode == "default" else compile_mode)
+    forward, loss_of = compile_forward_and_loss(model, compile_mode)  # as the trainer's step does
     synchronize = torch.cuda.synchronize if cuda else lambda: None
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -75,11 +71,10 @@ def step_rate(
             synchronize()
             warmup = time.perf_counter() - began
             start = time.perf_counter()
-        loss = forward_loss(images)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            preds = forward(images, image_ids=image_ids)
+        loss = loss_of(preds, targets)[0]
+        optimiser_step(loss, model, optimizer, scheduler, optim.grad_clip)
     synchronize()
     seconds = (time.perf_counter() - start) / steps
     return {

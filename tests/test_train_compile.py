@@ -2,7 +2,6 @@
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from fast3r.train.data import training_batches
 from fast3r.train.distributed import setup_distributed, teardown_distributed
 from fast3r.train.logs import read_log
 from fast3r.train.trainer import _Run, train
+from test_train_ddp import _free_port
 
 
 def losses(out_dir, *extra) -> list[float]:
@@ -64,9 +64,6 @@ def test_compiled_steps_under_ddp_give_the_eager_gradients(tmp_path):
     for mode in ("", "default"):
         out_dir = tmp_path / (mode or "eager")
         out_dir.mkdir()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        mp.spawn(_ddp_worker, args=(port, mode, str(out_dir)), nprocs=2, join=True)
+        mp.spawn(_ddp_worker, args=(_free_port(), mode, str(out_dir)), nprocs=2, join=True)
         norms[mode] = json.loads((out_dir / "rank0.json").read_text())
     assert norms["default"] == pytest.approx(norms[""], rel=1e-5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,15 @@ class TrainResult:
     seconds: float
 
 
+def compile_forward_and_loss(model: torch.nn.Module, mode: str) -> tuple[Callable, Callable]:
+    """The model and `pointmap_loss` as a training step calls them: through `torch.compile(mode=...)`
+    ("default": torch's default mode), or as they are for mode ""."""
+    if not mode:
+        return model, pointmap_loss
+    compile_mode = None if mode == "default" else mode
+    return torch.compile(model, mode=compile_mode), torch.compile(pointmap_loss, mode=compile_mode)
+
+
 class _Run:
     """The live objects of one training process."""
 
@@ -70,14 +80,11 @@ class _Run:
         self.optimizer = build_optimizer(self.wrapped, config.optim, fused=fused)
         self.scheduler = build_scheduler(self.optimizer, config.optim, config.steps)
         self.bf16 = config.bf16 and context.device.type == "cuda"  # autocast
-        self.forward, self.loss = self.wrapped, pointmap_loss
-        if config.compile:
-            if context.mode == "ddp":
-                # Dynamo's DDP graph splitting gave gradients 1.4% off eager's with inductor (torch 2.13, CPU,
-                # gloo; not with aot_eager): compile whole graphs and let DDP reduce after the backward.
-                torch._dynamo.config.optimize_ddp = False
-            mode = None if config.compile == "default" else config.compile
-            self.forward, self.loss = torch.compile(self.wrapped, mode=mode), torch.compile(pointmap_loss, mode=mode)
+        if config.compile and context.mode == "ddp":
+            # Dynamo's DDP graph splitting gave gradients 1.4% off eager's with inductor (torch 2.13, CPU,
+            # gloo; not with aot_eager): compile whole graphs and let DDP reduce after the backward.
+            torch._dynamo.config.optimize_ddp = False
+        self.forward, self.loss = compile_forward_and_loss(self.wrapped, config.compile)
 
     def step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, float]:
         """One optimiser step; returns the loss, its components, the gradient norm and the lr used."""
