@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py --preset small --views 8 --size 224 --batch 8 16 --steps 20
     python benchmarks/train_speed.py --no-render --batch 16 --compile "" default reduce-overhead
+    python benchmarks/train_speed.py --no-render --batch 16 --heads-layout channels_last nchw
 Prints one JSON line per measurement.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
+from bench_heads import nchw_heads
 from fast3r.data.synthetic import SceneConfig, SyntheticSceneSource
 from fast3r.model import Fast3R, Fast3RConfig
 from fast3r.train.activation_checkpointing import enable_activation_checkpointing
@@ -42,15 +44,19 @@ def render_rate(views: int, size: int, device: str, workers: int, scenes: int) -
 
 
 def step_rate(
-    preset: str, views: int, size: int, batch: int, steps: int, checkpointing: bool, compile_mode: str, device_name: str = "cuda"
+    preset: str, views: int, size: int, batch: int, steps: int, checkpointing: bool, compile_mode: str,
+    device_name: str = "cuda", heads_layout: str = "channels_last",
 ) -> dict:
     """Seconds per optimiser step on one batch, after 3 warm-up steps (which include any compilation).
     compile_mode: "" runs eager; otherwise torch.compile(mode=...) of the model and the loss, as the
-    trainer's `compile` setting does."""
+    trainer's `compile` setting does. heads_layout "nchw" times the heads' layout before 2026-11-30
+    (see bench_heads.py)."""
     device = torch.device(device_name)
     cuda = device.type == "cuda"
     torch.manual_seed(0)  # the same weights for every variant: their final losses should agree
     model = Fast3R(getattr(Fast3RConfig, preset)()).to(device).train()
+    if heads_layout == "nchw":
+        nchw_heads(model)
     if checkpointing:
         enable_activation_checkpointing(model)
     optim = OptimConfig()
@@ -79,7 +85,7 @@ def step_rate(
     seconds = (time.perf_counter() - start) / steps
     return {
         "what": "train_step", "preset": preset, "views": views, "size": size, "batch": batch,
-        "checkpointing": checkpointing, "compile": compile_mode or "eager", "warmup_s": warmup,
+        "checkpointing": checkpointing, "compile": compile_mode or "eager", "heads_layout": heads_layout, "warmup_s": warmup,
         "seconds_per_step": seconds, "views_per_s": batch * views / seconds,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None, "loss": float(loss.detach()),
     }
@@ -97,6 +103,8 @@ def main() -> None:
     parser.add_argument("--checkpointing", action="store_true")
     parser.add_argument("--compile", nargs="+", default=[""], metavar="MODE",
                         help='step variants: "" (eager), default, reduce-overhead, max-autotune-no-cudagraphs')
+    parser.add_argument("--heads-layout", nargs="+", choices=["channels_last", "nchw"], default=["channels_last"],
+                        help="nchw: the DPT heads' layout before 2026-11-30")
     parser.add_argument("--no-render", action="store_true", help="skip the rendering measurement")
     parser.add_argument("--step-device", default="cuda", help="where the step is timed (cpu: a smoke run)")
     args = parser.parse_args()
@@ -107,8 +115,10 @@ def main() -> None:
     if torch.cuda.is_available() or args.step_device == "cpu":
         for batch in args.batch:
             for mode in args.compile:
-                row = step_rate(args.preset, args.views, args.size, batch, args.steps, args.checkpointing, mode, args.step_device)
-                print(json.dumps(row), flush=True)
+                for layout in args.heads_layout:
+                    row = step_rate(args.preset, args.views, args.size, batch, args.steps, args.checkpointing, mode,
+                                    args.step_device, layout)
+                    print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
