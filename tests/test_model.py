@@ -53,6 +53,17 @@ def naive_block(block, x, positions=None, eps=1e-6):
     return x + h @ block.mlp.fc2.weight.T + block.mlp.fc2.bias
 
 
+def naive_dpt(dpt, hooks, height, width):
+    """The release's DPT: token maps as contiguous NCHW copies (transpose + reshape), then the same layers."""
+    maps = [t.transpose(1, 2).reshape(t.shape[0], t.shape[2], height // 16, width // 16) for t in hooks]
+    l1, l2, l3, l4 = (dpt.scratch.layer_rn[i](dpt.act_postprocess[i](m)) for i, m in enumerate(maps))
+    path = dpt.scratch.refinenet4(l4)[:, :, : l3.shape[2], : l3.shape[3]]
+    path = dpt.scratch.refinenet3(path, l3)
+    path = dpt.scratch.refinenet2(path, l2)
+    path = dpt.scratch.refinenet1(path, l1)
+    return dpt.head(path)
+
+
 def naive_forward(model, views, ids):
     enc, dec, cfg = model.encoder, model.decoder, model.config
     tokens = []
@@ -81,7 +92,7 @@ def naive_forward(model, views, ids):
         start += t.shape[1]
         result = {}
         for name, head in (("", model.downstream_head), ("_local", model.downstream_head_local)):
-            raw = head.dpt([h[:, sl] for h in hooks], *img.shape[-2:]).permute(0, 2, 3, 1)
+            raw = naive_dpt(head.dpt, [h[:, sl] for h in hooks], *img.shape[-2:]).permute(0, 2, 3, 1)
             d = raw[..., :3].norm(dim=-1, keepdim=True)
             result["pts3d_in_other_view" if not name else "pts3d_local"] = raw[..., :3] / d.clamp(min=1e-8) * torch.expm1(d)
             result["conf" + name] = 1 + raw[..., 3].exp()
