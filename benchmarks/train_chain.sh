@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One 2-GPU slot of issue 14's wide chain: configs/small_wide_224.toml under DDP with a 20000-step schedule,
+# continuing the chain's last slot (BENCHMARKS.md, "Issue 14's wide recipe from the bundled model").
+# Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
+#   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
+# The slot it continues is runs/slot when present (left on a still-warm machine by the last call, or
+# carried). Otherwise it is assembled from what the repository holds: the bundled model, which is the
+# chain's last kept slot's fp16 weights (checked against slot_state/SHA256SUMS), and that slot's optimizer
+# file and log (benchmarks/results/train_small/wide_chain/slot_state/optimizer.safetensors, train_log.csv).
+# A whole slot (37 MB) does not fit beside the repository in the 64 MB the device tool sends.
+# Back in $OUT (8 files): slot/ (7 files) and logs.tar.gz. To keep a slot as the new bundled model, copy its
+# weights into fast3r/weights/fast3r-small-224/, its optimizer.safetensors into slot_state/ and its
+# train_log.csv into wide_chain/, and rewrite SHA256SUMS (`sha256sum config.json model*` in the weights folder).
+set -u
+cd "$(dirname "$0")/.."
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast off
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+OUT=${OUT:?set OUT to the folder whose files come back}
+CHAIN=benchmarks/results/train_small/wide_chain
+BUNDLED=fast3r/weights/fast3r-small-224
+if [ ! -f runs/slot/optimizer.safetensors ]; then
+  (cd $BUNDLED && sha256sum --quiet -c "$OLDPWD/$CHAIN/slot_state/SHA256SUMS") \
+    || { echo "the bundled weights are not the chain's last slot (SHA256SUMS): nothing to continue"; exit 2; }
+  rm -rf runs/slot && mkdir -p runs/slot && cp $BUNDLED/{config.json,model*.safetensors*} runs/slot/ \
+    && cp $CHAIN/slot_state/optimizer.safetensors $CHAIN/train_log.csv runs/slot/ || exit 2
+  echo "slot assembled from the bundled weights and $CHAIN"
+fi
+compile=(); [ -n "${COMPILE:-}" ] && compile=(--set "compile=\"$COMPILE\"")  # e.g. COMPILE=default
+GPUS=2 SLOTS=1 SLOT_IN=runs/slot CONFIG=configs/small_wide_224.toml TIME_LIMIT_MINUTES=${MIN:-8.0} \
+  TRAIN_WORK=/tmp/train_chain benchmarks/train_small.sh runs/chain_out --set steps=20000 \
+  --set data.curriculum_steps=2000 --set data.num_workers=15 --set data.pool_scenes_per_step=${POOL_RATE:-0.75} \
+  "${compile[@]}" 2>&1 | tee runs/chain.log
+if [ -f runs/chain_out/slot/optimizer.safetensors ]; then
+  rm -rf runs/slot && cp -r runs/chain_out/slot runs/slot && cp -r runs/chain_out/slot "$OUT/slot"
+fi
+tar czf "$OUT/logs.tar.gz" runs/chain.log runs/chain_out/results.json /tmp/train_chain/pool1000.log 2>/dev/null
+ls -la "$OUT" "$OUT/slot"
