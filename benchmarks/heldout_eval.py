@@ -4,8 +4,9 @@
         --trajectories arc walk handheld --out heldout.json
 
 The same scenes and camera method as the held-out check at the end of `fast3r train`; fp32 on the CPU,
-bf16 autocast on CUDA. Prints RRA@15 / RTA@15 / mAA(30) in percent for all scenes and per trajectory,
-each beside the identity-pose baseline on the same scenes (every camera predicted as view 0's).
+bf16 autocast on CUDA. Prints RRA@15 / RTA@15 / mAA(30) in percent for all scenes and per trajectory, with
+[95% intervals] over resamplings of the scenes, each beside the identity-pose baseline on the same scenes
+(every camera predicted as view 0's).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ COLUMNS = ("RRA@15_pct", "RTA@15_pct", "mAA30_fast3r_31bin_pct")
 
 
 def format_table(results: dict, view_counts: list[int]) -> str:
-    """A Markdown table: per view count and trajectory, the model's figures and the identity baseline's."""
+    """A Markdown table: per view count and trajectory, the model's figures with their 95% intervals over
+    scene resamplings, and the identity baseline's figures."""
     lines = ["| views | trajectory | RRA@15 | RTA@15 | mAA(30) | identity poses: RRA@15 | RTA@15 | mAA(30) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for views in map(str, view_counts):
@@ -31,8 +33,9 @@ def format_table(results: dict, view_counts: list[int]) -> str:
         if metrics is None:
             continue
         for name, row in [("all", metrics), *metrics["by_trajectory"].items()]:
-            cells = [row[key] for key in COLUMNS] + [row["identity_baseline"][key] for key in COLUMNS]
-            lines.append(f"| {views} | {name} | " + " | ".join(f"{value:.1f}" for value in cells) + " |")
+            model = [f"{row[key]:.1f} [{low:.1f}, {high:.1f}]" for key in COLUMNS for low, high in [row["ci95_over_scenes"][key]]]
+            baseline = [f"{row['identity_baseline'][key]:.1f}" for key in COLUMNS]
+            lines.append(f"| {views} | {name} | " + " | ".join(model + baseline) + " |")
     return "\n".join(lines)
 
 

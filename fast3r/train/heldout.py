@@ -19,13 +19,20 @@ from tqdm import tqdm
 from fast3r.data.synthetic import TRAJECTORIES, SceneConfig, render_scene
 from fast3r.data.synthetic.scene import SCENE_KINDS
 from fast3r.data.views import View
-from fast3r.eval.pose import PairErrors, identity_baseline_errors, metrics_from_errors, relative_pose_errors
+from fast3r.eval.pose import (
+    PairErrors,
+    identity_baseline_errors,
+    mAA_fast3r_31bin,
+    metrics_from_errors,
+    relative_pose_errors,
+)
 from fast3r.geometry import cameras_from_pointmaps
 from fast3r.io.images import to_model_range
 
 from .loss import ViewTarget, pointmap_loss
 
 HELDOUT_SEED_BASE = 20_000_000  # training scenes use seeds below this; fast3r.eval's synthetic set uses 10M+
+BOOTSTRAP_SAMPLES = 1000  # scene resamplings behind each 95% interval
 IMAGE_ID_MODES = ("spread", "sequential", "random")
 
 
@@ -117,8 +124,25 @@ def _camera_poses(preds: list[dict[str, torch.Tensor]]) -> np.ndarray:
     return cameras.c2w
 
 
+def scene_bootstrap_interval(errors: list[PairErrors], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
+    """95% intervals of RRA@15, RTA@15 and mAA(30) (percent) over resamplings of the scenes with
+    replacement, pairs pooled as for the figures themselves: how much the figures owe to which scenes
+    were drawn. {metric: [low, high]}."""
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {"RRA@15_pct": [], "RTA@15_pct": [], "mAA30_fast3r_31bin_pct": []}
+    for _ in range(samples):
+        picked = [errors[i] for i in rng.integers(0, len(errors), size=len(errors))]
+        rotation = np.concatenate([e.rotation_deg for e in picked])
+        translation = np.concatenate([e.translation_deg for e in picked])
+        draws["RRA@15_pct"].append(100.0 * float(np.mean(rotation < 15)))
+        draws["RTA@15_pct"].append(100.0 * float(np.mean(translation < 15)))
+        draws["mAA30_fast3r_31bin_pct"].append(100.0 * mAA_fast3r_31bin(np.maximum(rotation, translation)))
+    return {key: [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] for key, values in draws.items()}
+
+
 def _pooled_metrics(model: list[PairErrors], baseline: list[PairErrors], chosen: list[bool]) -> dict:
-    """Metrics of the chosen scenes' pairs pooled, with the identity baseline's under "identity_baseline"."""
+    """Metrics of the chosen scenes' pairs pooled, their 95% intervals over scene resamplings under
+    "ci95_over_scenes", and the identity baseline's metrics under "identity_baseline"."""
 
     def pooled(errors: list[PairErrors]) -> dict[str, float]:
         picked = [e for e, keep in zip(errors, chosen) if keep]
@@ -126,7 +150,8 @@ def _pooled_metrics(model: list[PairErrors], baseline: list[PairErrors], chosen:
             np.concatenate([e.rotation_deg for e in picked]), np.concatenate([e.translation_deg for e in picked])
         )
 
-    return {**pooled(model), "identity_baseline": pooled(baseline)}
+    interval = scene_bootstrap_interval([e for e, keep in zip(model, chosen) if keep])
+    return {**pooled(model), "ci95_over_scenes": interval, "identity_baseline": pooled(baseline)}
 
 
 @torch.no_grad()
@@ -135,8 +160,9 @@ def evaluate_heldout(
 ) -> dict:
     """{"<N>": metrics} for every N in config.view_counts, plus the settings used under "settings".
 
-    Metrics per N: RRA/RTA at 5/15/30 and both mAA(30) variants in percent (pairs pooled over scenes)
-    with the identity baseline's on the same pairs under "identity_baseline", the same under
+    Metrics per N: RRA/RTA at 5/15/30 and both mAA(30) variants in percent (pairs pooled over scenes),
+    95% intervals of RRA@15 / RTA@15 / mAA(30) over scene resamplings under "ci95_over_scenes", the
+    identity baseline's metrics on the same pairs under "identity_baseline", the same under
     "by_trajectory" / "by_scene_kind" for the scenes of each trajectory / kind, mean loss, mean seconds per
     forward pass, scene count, and failed_scenes (no cameras could be recovered: their pairs count as
     errors of 180 / 90 degrees). Runs in eval mode and restores the mode after.
