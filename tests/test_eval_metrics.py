@@ -13,6 +13,7 @@ from fast3r.eval.pose import (
     AUC_vggt_30bin,
     histc,
     identity_baseline_metrics,
+    interval_over_samples,
     mAA_fast3r_31bin,
     metrics_from_errors,
     pose_metrics,
@@ -167,6 +168,21 @@ def test_identity_baseline_is_perfect_on_unrotated_cameras_and_known_on_rotated_
     assert metrics["RRA@15_pct"] == pytest.approx(100 * 2 / 6)
     assert metrics["RRA@30_pct"] == pytest.approx(100 * 4 / 6)
     assert metrics["rotation_error_median_deg"] == pytest.approx(22.5)
+
+
+def test_interval_over_samples_spans_the_spread_between_samples():
+    good, bad = (np.full(6, 3.0), np.full(6, 4.0)), (np.full(6, 90.0), np.full(6, 60.0))
+    same = interval_over_samples(*zip(*[good] * 10))
+    assert same["RRA@15_pct"] == same["RTA@15_pct"] == [100.0, 100.0]
+    mixed = [good] * 10 + [bad] * 10  # half the samples fail
+    interval = interval_over_samples(*zip(*mixed))
+    for key in ("RRA@15_pct", "RTA@15_pct"):
+        low, high = interval[key]
+        assert 20.0 < low < 50.0 < high < 80.0, (key, low, high)  # about 50 +- 22 for 20 samples
+    assert interval == interval_over_samples(*zip(*mixed)), "seeded: the same samples give the same interval"
+    pooled = metrics_from_errors(*(np.concatenate(part) for part in zip(*mixed)))
+    low, high = interval["mAA30_fast3r_31bin_pct"]
+    assert low < pooled["mAA30_fast3r_31bin_pct"] < high
 
 
 def test_pose_metrics_reject_bad_input():

@@ -55,6 +55,9 @@ def test_synthetic_run_writes_results_and_resumes(tmp_path):
     expected = metrics_from_errors(np.concatenate([e.rotation_deg for e in truth]), np.concatenate([e.translation_deg for e in truth]))
     assert baseline == pytest.approx(expected, abs=1e-5)  # the records keep 6 decimals
     assert "| identity poses (baseline), pooled pairs | " + f"{baseline['RRA@5_pct']:.4f} |" in table
+    low, high = summary["pooled_ci95_over_samples"]["RRA@15_pct"]
+    assert low <= summary["pooled"]["RRA@15_pct"] <= high
+    assert f"over resampled samples: RRA@15 [{low:.1f}, {high:.1f}]" in table
     run_evaluation(config, model=model)
     assert model.calls == 2
     config.size = 128

@@ -6,15 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from fast3r.eval.pose import PairErrors, identity_baseline_errors, metrics_from_errors
+from fast3r.eval.pose import identity_baseline_errors, metrics_from_errors
 from fast3r.model import Fast3R, Fast3RConfig
-from fast3r.train.heldout import (
-    HeldoutConfig,
-    evaluate_heldout,
-    heldout_trajectory,
-    heldout_views,
-    scene_bootstrap_interval,
-)
+from fast3r.train.heldout import HeldoutConfig, evaluate_heldout, heldout_trajectory, heldout_views
 
 
 def benchmarks_table(results: dict) -> str:
@@ -120,21 +114,3 @@ def test_heldout_seeds_differ_from_training_and_a_model_runs():
     with pytest.raises(ValueError, match="image_ids"):
         HeldoutConfig(image_ids="shuffled").validate()
 
-
-def scene_errors(rotation_deg: float, translation_deg: float, pairs: int = 6) -> PairErrors:
-    index = np.arange(pairs)
-    return PairErrors(np.full(pairs, rotation_deg), np.full(pairs, translation_deg), index, index + 1)
-
-
-def test_scene_bootstrap_interval_spans_the_spread_between_scenes():
-    same = scene_bootstrap_interval([scene_errors(3.0, 4.0)] * 10)
-    assert same["RRA@15_pct"] == same["RTA@15_pct"] == [100.0, 100.0]
-    mixed = [scene_errors(3.0, 4.0)] * 10 + [scene_errors(90.0, 60.0)] * 10  # half the scenes fail
-    interval = scene_bootstrap_interval(mixed)
-    for key in ("RRA@15_pct", "RTA@15_pct"):
-        low, high = interval[key]
-        assert 20.0 < low < 50.0 < high < 80.0, (key, low, high)  # about 50 +- 22 for 20 scenes
-    assert interval == scene_bootstrap_interval(mixed), "seeded: the same scenes give the same interval"
-    low, high = interval["mAA30_fast3r_31bin_pct"]
-    pooled = metrics_from_errors(np.concatenate([e.rotation_deg for e in mixed]), np.concatenate([e.translation_deg for e in mixed]))
-    assert low < pooled["mAA30_fast3r_31bin_pct"] < high

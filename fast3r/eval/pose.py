@@ -163,6 +163,24 @@ def metrics_from_errors(rotation_deg: np.ndarray, translation_deg: np.ndarray) -
     return metrics
 
 
+def interval_over_samples(
+    rotation_deg: list[np.ndarray], translation_deg: list[np.ndarray], draws: int = 1000, seed: int = 0
+) -> dict[str, list[float]]:
+    """95% intervals of RRA@15, RTA@15 and mAA(30) (percent) of pooled pairs when the samples (scenes)
+    are drawn again with replacement: how much the pooled figures owe to which samples were drawn.
+    One array of pair errors per sample; {metric: [low, high]}."""
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {"RRA@15_pct": [], "RTA@15_pct": [], "mAA30_fast3r_31bin_pct": []}
+    for _ in range(draws):
+        picked = rng.integers(0, len(rotation_deg), size=len(rotation_deg))
+        rotation = np.concatenate([rotation_deg[i] for i in picked])
+        translation = np.concatenate([translation_deg[i] for i in picked])
+        values["RRA@15_pct"].append(100.0 * float(np.mean(rotation < 15)))
+        values["RTA@15_pct"].append(100.0 * float(np.mean(translation < 15)))
+        values["mAA30_fast3r_31bin_pct"].append(100.0 * mAA_fast3r_31bin(np.maximum(rotation, translation)))
+    return {key: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for key, v in values.items()}
+
+
 def pose_metrics(c2w_pred: np.ndarray | torch.Tensor, c2w_gt: np.ndarray | torch.Tensor) -> dict[str, float]:
     """RRA@5/15/30, RTA@5/15/30, both mAA(30) variants (all percent) and error summaries over all
     N(N-1)/2 pairs of the (N, 4, 4) camera-to-world predictions and ground truth."""

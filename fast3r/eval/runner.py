@@ -4,7 +4,8 @@ Per sample: load the views, preprocess them to the model size (`fast3r.io.images
 run the model, recover cameras with `fast3r.geometry.cameras_from_pointmaps`, and score:
 - pose: relative pose errors of the predicted camera-to-world matrices against the ground truth;
   The identity-pose baseline (every camera predicted as view 0's) is scored on the same pairs and
-  reported beside the model in summary.json ("identity_baseline") and summary.md;
+  reported beside the model in summary.json ("identity_baseline") and summary.md (`fast3r.eval.summary`),
+  with the pooled figures' 95% intervals over resampled samples;
 - recon: predicted points (by default the local pointmaps moved into the global frame by the camera
   alignment) against the ground-truth depth back-projected at the same model pixels, expressed in
   view 0's ground-truth camera frame. Weights of the Sim(3) alignment follow the Fast3R release:
@@ -38,8 +39,9 @@ from fast3r.eval.datasets import (
     EvalSample,
     build_dataset,
 )
-from fast3r.eval.pose import THRESHOLDS_DEG, identity_baseline_errors, metrics_from_errors, relative_pose_errors
+from fast3r.eval.pose import identity_baseline_errors, metrics_from_errors, relative_pose_errors
 from fast3r.eval.recon import ALIGNMENTS, reconstruction_metrics
+from fast3r.eval.summary import markdown_table, summarize
 from fast3r.io.atomic import write_text_atomic
 from fast3r.model import DTYPES
 from fast3r.model.pretrained import read_config, resolve_source, weights_source
@@ -51,10 +53,6 @@ CONFIG_NAME = "run_config.json"
 TASKS = (POSE, RECON)
 POINT_SOURCES = ("local_aligned", "global")
 WEIGHT_PERCENTILE = 85.0
-IDENTITY_NOTE = (
-    "Identity poses (baseline): every camera predicted as view 0's, scored on the same pairs; "
-    "a model that has learned relative pose beats it."
-)
 
 
 @dataclass
@@ -237,73 +235,6 @@ def evaluate_sample(config: EvalConfig, dataset: EvalDataset, sample: EvalSample
     else:
         record.update(score_recon(config, dataset, prediction, cameras, views, [image.transform for image in loaded]))
     return record
-
-
-# ----------------------------------------------------------------------------------------------
-# Aggregation
-
-
-def _mean_metrics(metric_dicts: list[dict[str, float]]) -> dict[str, float]:
-    keys = [key for key in metric_dicts[0] if all(key in metrics for metrics in metric_dicts)]
-    return {key: float(np.mean([metrics[key] for metrics in metric_dicts])) for key in keys}
-
-
-def summarize(task: str, records: list[dict]) -> dict:
-    """Pose: pooled pairs, mean over samples and mean over categories (per category pooled);
-    recon: mean over samples (scenes)."""
-    if not records:
-        raise ValueError("no results to summarize")
-    summary: dict = {"task": task, "num_samples": len(records)}
-    summary["mean_over_samples"] = _mean_metrics([record["metrics"] for record in records])
-    summary["mean_inference_seconds"] = float(np.mean([record["inference_seconds"] for record in records]))
-    if task == POSE:
-        summary.update(_pose_aggregates(records, "pairs"))
-        summary["identity_baseline"] = _pose_aggregates(records, "identity_pairs")
-    return summary
-
-
-def _pose_aggregates(records: list[dict], pairs: str) -> dict:
-    """Pooled, per-category and mean-over-categories metrics of the records' `pairs` errors."""
-
-    def pooled(members: list[dict]) -> dict[str, float]:
-        return metrics_from_errors(
-            np.concatenate([record[pairs]["rotation_deg"] for record in members]),
-            np.concatenate([record[pairs]["translation_deg"] for record in members]),
-        )
-
-    categories = sorted({record["category"] for record in records})
-    per_category = {category: pooled([r for r in records if r["category"] == category]) for category in categories}
-    return {"pooled": pooled(records), "per_category": per_category, "mean_over_categories": _mean_metrics(list(per_category.values()))}
-
-
-def markdown_table(summary: dict, title: str) -> str:
-    if summary["task"] == POSE:
-        columns = (
-            [f"RRA@{t}_pct" for t in THRESHOLDS_DEG]
-            + [f"RTA@{t}_pct" for t in THRESHOLDS_DEG]
-            + ["mAA30_fast3r_31bin_pct", "AUC30_vggt_30bin_pct"]
-        )
-        baseline = summary["identity_baseline"]
-        rows = [("pooled pairs", summary["pooled"]), ("identity poses (baseline), pooled pairs", baseline["pooled"]),
-                ("mean over categories", summary["mean_over_categories"]),
-                ("identity poses (baseline), mean over categories", baseline["mean_over_categories"]),
-                ("mean over samples", summary["mean_over_samples"])]  # fmt: skip
-    else:
-        columns = ["accuracy_mean", "accuracy_median", "completion_mean", "completion_median",
-                   "normal_consistency_mean", "normal_consistency_median"]  # fmt: skip
-        rows = [("mean over scenes", summary["mean_over_samples"])]
-    lines = [
-        f"# {title}",
-        "",
-        f"{summary['num_samples']} samples; mean inference {summary['mean_inference_seconds']:.3f} s per sample.",
-        *(["", IDENTITY_NOTE] if summary["task"] == POSE else []),
-        "",
-        "| aggregation | " + " | ".join(columns) + " |",
-        "|---" * (len(columns) + 1) + "|",
-    ]
-    for label, metrics in rows:
-        lines.append(f"| {label} | " + " | ".join(f"{metrics[column]:.4f}" for column in columns) + " |")
-    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from fast3r.data.views import View
 from fast3r.eval.pose import (
     PairErrors,
     identity_baseline_errors,
-    mAA_fast3r_31bin,
+    interval_over_samples,
     metrics_from_errors,
     relative_pose_errors,
 )
@@ -32,7 +32,6 @@ from fast3r.io.images import to_model_range
 from .loss import ViewTarget, pointmap_loss
 
 HELDOUT_SEED_BASE = 20_000_000  # training scenes use seeds below this; fast3r.eval's synthetic set uses 10M+
-BOOTSTRAP_SAMPLES = 1000  # scene resamplings behind each 95% interval
 IMAGE_ID_MODES = ("spread", "sequential", "random")
 
 
@@ -124,22 +123,6 @@ def _camera_poses(preds: list[dict[str, torch.Tensor]]) -> np.ndarray:
     return cameras.c2w
 
 
-def scene_bootstrap_interval(errors: list[PairErrors], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
-    """95% intervals of RRA@15, RTA@15 and mAA(30) (percent) over resamplings of the scenes with
-    replacement, pairs pooled as for the figures themselves: how much the figures owe to which scenes
-    were drawn. {metric: [low, high]}."""
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {"RRA@15_pct": [], "RTA@15_pct": [], "mAA30_fast3r_31bin_pct": []}
-    for _ in range(samples):
-        picked = [errors[i] for i in rng.integers(0, len(errors), size=len(errors))]
-        rotation = np.concatenate([e.rotation_deg for e in picked])
-        translation = np.concatenate([e.translation_deg for e in picked])
-        draws["RRA@15_pct"].append(100.0 * float(np.mean(rotation < 15)))
-        draws["RTA@15_pct"].append(100.0 * float(np.mean(translation < 15)))
-        draws["mAA30_fast3r_31bin_pct"].append(100.0 * mAA_fast3r_31bin(np.maximum(rotation, translation)))
-    return {key: [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] for key, values in draws.items()}
-
-
 def _pooled_metrics(model: list[PairErrors], baseline: list[PairErrors], chosen: list[bool]) -> dict:
     """Metrics of the chosen scenes' pairs pooled, their 95% intervals over scene resamplings under
     "ci95_over_scenes", and the identity baseline's metrics under "identity_baseline"."""
@@ -150,7 +133,8 @@ def _pooled_metrics(model: list[PairErrors], baseline: list[PairErrors], chosen:
             np.concatenate([e.rotation_deg for e in picked]), np.concatenate([e.translation_deg for e in picked])
         )
 
-    interval = scene_bootstrap_interval([e for e, keep in zip(model, chosen) if keep])
+    scenes = [e for e, keep in zip(model, chosen) if keep]
+    interval = interval_over_samples([e.rotation_deg for e in scenes], [e.translation_deg for e in scenes])
     return {**pooled(model), "ci95_over_scenes": interval, "identity_baseline": pooled(baseline)}
 
 
