@@ -5,8 +5,9 @@
 
 The same scenes and camera method as the held-out check at the end of `fast3r train`; fp32 on the CPU,
 bf16 autocast on CUDA. Prints RRA@15 / RTA@15 / mAA(30) in percent for all scenes and per trajectory, with
-[95% intervals] over resamplings of the scenes, each beside the identity-pose baseline on the same scenes
-(every camera predicted as view 0's).
+[95% intervals] over resamplings of the scenes, the mean point errors of the global and local heads
+(normalised distances, as in the loss), each beside the identity-pose baseline on the same scenes (every
+camera predicted as view 0's).
 """
 from __future__ import annotations
 
@@ -26,16 +27,19 @@ COLUMNS = ("RRA@15_pct", "RTA@15_pct", "mAA30_fast3r_31bin_pct")
 def format_table(results: dict, view_counts: list[int]) -> str:
     """A Markdown table: per view count and trajectory, the model's figures with their 95% intervals over
     scene resamplings, and the identity baseline's figures."""
-    lines = ["| views | trajectory | RRA@15 | RTA@15 | mAA(30) | identity poses: RRA@15 | RTA@15 | mAA(30) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = ["| views | trajectory | RRA@15 | RTA@15 | mAA(30) | point error, global / local head "
+             "| identity poses: RRA@15 | RTA@15 | mAA(30) |", "|---" * 9 + "|"]  # fmt: skip
     for views in map(str, view_counts):
         metrics = results.get(views)
         if metrics is None:
             continue
         for name, row in [("all", metrics), *metrics["by_trajectory"].items()]:
-            model = [f"{row[key]:.1f} [{low:.1f}, {high:.1f}]" for key in COLUMNS for low, high in [row["ci95_over_scenes"][key]]]
+            intervals = row["ci95_over_scenes"]
+            model = [f"{row[key]:.1f} [{intervals[key][0]:.1f}, {intervals[key][1]:.1f}]" for key in COLUMNS]
+            local = "-" if row["point_error_local"] is None else f"{row['point_error_local']:.3f}"
+            points = [f"{row['point_error_global']:.3f} / {local}"]
             baseline = [f"{row['identity_baseline'][key]:.1f}" for key in COLUMNS]
-            lines.append(f"| {views} | {name} | " + " | ".join(model + baseline) + " |")
+            lines.append(f"| {views} | {name} | " + " | ".join(model + points + baseline) + " |")
     return "\n".join(lines)
 
 

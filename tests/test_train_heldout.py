@@ -76,6 +76,9 @@ def test_identity_baseline_stands_beside_every_table_on_the_same_scenes():
         *(np.concatenate(parts) for parts in zip(*((e.rotation_deg, e.translation_deg) for e in map(identity_baseline_errors, truth))))
     )
     assert metrics["identity_baseline"]["num_pairs"] == 4 * 3 and arc["identity_baseline"]["RRA@5_pct"] < 100.0
+    # Point errors tell the heads apart: the blind oracle's global pointmaps are wrong, its local ones exact.
+    assert handheld["point_error_global"] > 0.05 and arc["point_error_global"] < 1e-4
+    assert handheld["point_error_local"] < 1e-4 and arc["point_error_local"] < 1e-4
     assert benchmarks_table(results).count("| 3 |") == 3
     assert set(metrics["by_scene_kind"]) == {"room", "orbit"} and metrics["by_scene_kind"]["room"]["num_pairs"] == 2 * 3
 

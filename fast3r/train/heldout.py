@@ -123,9 +123,12 @@ def _camera_poses(preds: list[dict[str, torch.Tensor]]) -> np.ndarray:
     return cameras.c2w
 
 
-def _pooled_metrics(model: list[PairErrors], baseline: list[PairErrors], chosen: list[bool]) -> dict:
+def _pooled_metrics(
+    model: list[PairErrors], baseline: list[PairErrors], point_errors: list[tuple[float, float]], chosen: list[bool]
+) -> dict:
     """Metrics of the chosen scenes' pairs pooled, their 95% intervals over scene resamplings under
-    "ci95_over_scenes", and the identity baseline's metrics under "identity_baseline"."""
+    "ci95_over_scenes", the scenes' mean point errors of the global and local heads, and the identity
+    baseline's metrics under "identity_baseline"."""
 
     def pooled(errors: list[PairErrors]) -> dict[str, float]:
         picked = [e for e, keep in zip(errors, chosen) if keep]
@@ -135,7 +138,10 @@ def _pooled_metrics(model: list[PairErrors], baseline: list[PairErrors], chosen:
 
     scenes = [e for e, keep in zip(model, chosen) if keep]
     interval = interval_over_samples([e.rotation_deg for e in scenes], [e.translation_deg for e in scenes])
-    return {**pooled(model), "ci95_over_scenes": interval, "identity_baseline": pooled(baseline)}
+    global_error, local_error = np.mean([e for e, keep in zip(point_errors, chosen) if keep], axis=0)
+    return {**pooled(model), "ci95_over_scenes": interval, "point_error_global": float(global_error),
+            "point_error_local": float(local_error) if np.isfinite(local_error) else None,  # None: no local head
+            "identity_baseline": pooled(baseline)}  # fmt: skip
 
 
 @torch.no_grad()
@@ -146,7 +152,9 @@ def evaluate_heldout(
 
     Metrics per N: RRA/RTA at 5/15/30 and both mAA(30) variants in percent (pairs pooled over scenes),
     95% intervals of RRA@15 / RTA@15 / mAA(30) over scene resamplings under "ci95_over_scenes", the
-    identity baseline's metrics on the same pairs under "identity_baseline", the same under
+    mean point errors of the global and local heads (normalised distances, as in the loss, without
+    confidence) under "point_error_global" / "point_error_local", the identity baseline's metrics on the
+    same pairs under "identity_baseline", the same under
     "by_trajectory" / "by_scene_kind" for the scenes of each trajectory / kind, mean loss, mean seconds per
     forward pass, scene count, and failed_scenes (no cameras could be recovered: their pairs count as
     errors of 180 / 90 degrees). Runs in eval mode and restores the mode after.
@@ -169,7 +177,7 @@ def evaluate_heldout(
     }
     try:
         for num_views in config.view_counts:
-            errors, baseline, losses, seconds, failed = [], [], [], [], 0
+            errors, baseline, point_errors, losses, seconds, failed = [], [], [], [], [], 0
             desc = f"held-out {num_views} views"
             for index in tqdm(range(config.scenes), desc=desc, disable=not progress, leave=False):
                 views = heldout_views(config, index, num_views)
@@ -184,8 +192,9 @@ def evaluate_heldout(
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 seconds.append(time.perf_counter() - start)
-                loss, _ = pointmap_loss(preds, targets)
+                loss, parts = pointmap_loss(preds, targets)
                 losses.append(float(loss))
+                point_errors.append((float(parts["dist_global"]), float(parts.get("dist_local", np.nan))))
                 truth = np.stack([view.c2w for view in views])
                 baseline.append(identity_baseline_errors(truth))
                 try:
@@ -197,11 +206,12 @@ def evaluate_heldout(
                                              worst.first, worst.second))  # fmt: skip
             if not errors:
                 continue
-            metrics = _pooled_metrics(errors, baseline, [True] * len(errors))
+            metrics = _pooled_metrics(errors, baseline, point_errors, [True] * len(errors))
             families = [heldout_trajectory(config, index) for index in range(config.scenes)]  # one per scene
             for key, part in (("by_scene_kind", 0), ("by_trajectory", 1)):
                 names = [family[part] for family in families]
-                metrics[key] = {name: _pooled_metrics(errors, baseline, [n == name for n in names]) for name in dict.fromkeys(names)}
+                metrics[key] = {name: _pooled_metrics(errors, baseline, point_errors, [n == name for n in names])
+                                for name in dict.fromkeys(names)}  # fmt: skip
             metrics.update(
                 loss=float(np.mean(losses)),
                 seconds_per_forward=float(np.mean(seconds)),
