@@ -8,7 +8,9 @@
 # chain's last kept slot's fp16 weights (checked against slot_state/SHA256SUMS), and that slot's optimizer
 # file and log (benchmarks/results/train_small/wide_chain/slot_state/optimizer.safetensors, train_log.csv).
 # A whole slot (37 MB) does not fit beside the repository in the 64 MB the device tool sends.
-# Back in $OUT (8 files): slot/ (7 files) and logs.tar.gz. To keep a slot as the new bundled model, copy its
+# Back in $OUT (8 files): slot/ (7 files) and logs.tar.gz. ASSEMBLE_ONLY=1 stops once the slot is in place
+# (SLOT_DIR, default runs/slot); tests/test_train_chain.py uses it to check that the repository still holds a
+# continuable chain. To keep a slot as the new bundled model, copy its
 # weights into fast3r/weights/fast3r-small-224/, its optimizer.safetensors into slot_state/ and its
 # train_log.csv into wide_chain/, and rewrite SHA256SUMS (`sha256sum config.json model*` in the weights folder).
 set -u
@@ -18,20 +20,29 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:?set OUT to the folder whose files come back}
 CHAIN=benchmarks/results/train_small/wide_chain
 BUNDLED=fast3r/weights/fast3r-small-224
-if [ ! -f runs/slot/optimizer.safetensors ]; then
-  (cd $BUNDLED && sha256sum --quiet -c "$OLDPWD/$CHAIN/slot_state/SHA256SUMS") \
-    || { echo "the bundled weights are not the chain's last slot (SHA256SUMS): nothing to continue"; exit 2; }
-  rm -rf runs/slot && mkdir -p runs/slot && cp $BUNDLED/{config.json,model*.safetensors*} runs/slot/ \
-    && cp $CHAIN/slot_state/optimizer.safetensors $CHAIN/train_log.csv runs/slot/ || exit 2
+SLOT=${SLOT_DIR:-runs/slot}
+if [ ! -f "$SLOT/optimizer.safetensors" ]; then
+  python - "$BUNDLED" "$CHAIN/slot_state/SHA256SUMS" <<'PY' || exit 2
+import hashlib, pathlib, sys
+folder, sums = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+expected = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
+changed = [name for name, digest in expected.items() if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest]
+if changed:
+    sys.exit(f"the bundled weights are not the chain's last slot ({', '.join(changed)} differ from {sums}): nothing to continue")
+PY
+  rm -rf "$SLOT" && mkdir -p "$SLOT" && cp $BUNDLED/{config.json,model*.safetensors*} "$SLOT/" \
+    && cp $CHAIN/slot_state/optimizer.safetensors $CHAIN/train_log.csv "$SLOT/" || exit 2
   echo "slot assembled from the bundled weights and $CHAIN"
 fi
+[ -n "${ASSEMBLE_ONLY:-}" ] && exit 0
+mkdir -p runs
 compile=(); [ -n "${COMPILE:-}" ] && compile=(--set "compile=\"$COMPILE\"")  # e.g. COMPILE=default
-GPUS=2 SLOTS=1 SLOT_IN=runs/slot CONFIG=configs/small_wide_224.toml TIME_LIMIT_MINUTES=${MIN:-8.0} \
+GPUS=2 SLOTS=1 SLOT_IN="$SLOT" CONFIG=configs/small_wide_224.toml TIME_LIMIT_MINUTES=${MIN:-8.0} \
   TRAIN_WORK=/tmp/train_chain benchmarks/train_small.sh runs/chain_out --set steps=20000 \
   --set data.curriculum_steps=2000 --set data.num_workers=15 --set data.pool_scenes_per_step=${POOL_RATE:-0.75} \
   "${compile[@]}" 2>&1 | tee runs/chain.log
 if [ -f runs/chain_out/slot/optimizer.safetensors ]; then
-  rm -rf runs/slot && cp -r runs/chain_out/slot runs/slot && cp -r runs/chain_out/slot "$OUT/slot"
+  rm -rf "$SLOT" && cp -r runs/chain_out/slot "$SLOT" && cp -r runs/chain_out/slot "$OUT/slot"
 fi
 tar czf "$OUT/logs.tar.gz" runs/chain.log runs/chain_out/results.json /tmp/train_chain/pool1000.log 2>/dev/null
 ls -la "$OUT" "$OUT/slot"
