@@ -130,18 +130,20 @@ def _pooled_metrics(
     "ci95_over_scenes", the scenes' mean point errors of the global and local heads, and the identity
     baseline's metrics under "identity_baseline"."""
 
+    def kept(per_scene: list) -> list:
+        return [item for item, keep in zip(per_scene, chosen) if keep]
+
     def pooled(errors: list[PairErrors]) -> dict[str, float]:
-        picked = [e for e, keep in zip(errors, chosen) if keep]
         return metrics_from_errors(
-            np.concatenate([e.rotation_deg for e in picked]), np.concatenate([e.translation_deg for e in picked])
+            np.concatenate([e.rotation_deg for e in errors]), np.concatenate([e.translation_deg for e in errors])
         )
 
-    scenes = [e for e, keep in zip(model, chosen) if keep]
+    scenes = kept(model)
     interval = interval_over_samples([e.rotation_deg for e in scenes], [e.translation_deg for e in scenes])
-    global_error, local_error = np.mean([e for e, keep in zip(point_errors, chosen) if keep], axis=0)
-    return {**pooled(model), "ci95_over_scenes": interval, "point_error_global": float(global_error),
+    global_error, local_error = np.mean(kept(point_errors), axis=0)
+    return {**pooled(scenes), "ci95_over_scenes": interval, "point_error_global": float(global_error),
             "point_error_local": float(local_error) if np.isfinite(local_error) else None,  # None: no local head
-            "identity_baseline": pooled(baseline)}  # fmt: skip
+            "identity_baseline": pooled(kept(baseline))}  # fmt: skip
 
 
 @torch.no_grad()
