@@ -175,3 +175,16 @@ def test_unknown_trajectory_and_kind_are_refused() -> None:
         render_scene(seed=0, num_views=2, height=8, width=8, trajectory="fly")
     with pytest.raises(ValueError, match="kind must be one of"):
         SceneConfig(kind="forest")
+
+
+@pytest.mark.parametrize("kind", ["room", "orbit"])
+def test_outward_turns_on_the_spot(kind: str) -> None:
+    for seed in range(8):
+        scene = build_scene(seed, SceneConfig(kind=kind))
+        _, c2w = sample_trajectory(scene, np.random.default_rng(seed), 8, "outward")
+        eyes, forward = c2w[:, :3, 3], c2w[:, :3, 2]
+        assert np.linalg.norm(eyes[:, None] - eyes[None], axis=-1).max() < 0.9  # drift of at most 0.3 m a side
+        yaw = np.unwrap(np.arctan2(forward[:, 1], forward[:, 0]))
+        assert np.degrees(yaw.max() - yaw.min()) > 100  # 120-360 degrees, 5 of jitter at each end
+        if kind == "orbit":  # around objects the camera looks down at the ground (15-35 degrees, 5 of jitter)
+            assert (forward[:, 2] < -np.sin(np.radians(9))).all()

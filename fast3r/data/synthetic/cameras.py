@@ -1,7 +1,9 @@
 """Camera intrinsics and trajectories for synthetic scenes.
 
 Wide-baseline: "orbit" (up to a full circle), "walk" (forward motion), "random" (anywhere, looking
-anywhere in the middle). Capture-like, every view sharing the region the first one sees: "arc" (part of
+anywhere in the middle). "outward": standing near one spot and turning (120-360 degrees), looking out at
+the room's walls or, around objects, at the ground and the scene beyond: wide rotations, little
+translation. It is not in WIDE_BASELINE, from which `fast3r eval --dataset synthetic` draws its scenes. Capture-like, every view sharing the region the first one sees: "arc" (part of
 an orbit, at most 150 degrees around objects, 90 in a room) and "handheld" (unordered shots of one
 region from nearby places, as when someone photographs a thing or a corner by walking around it).
 Poses are camera-to-world 4x4 in OpenCV camera axes (x right, y down, z forward); the world has z up.
@@ -12,10 +14,10 @@ import numpy as np
 
 from .scene import Scene
 
-TRAJECTORIES = ("orbit", "walk", "random", "arc", "handheld")
+TRAJECTORIES = ("orbit", "walk", "random", "arc", "handheld", "outward")  # appended only: render seeds use the index
 WIDE_BASELINE = ("orbit", "walk", "random")
 CAPTURE_LIKE = ("arc", "walk", "handheld")
-_ROLL_DEG = {"orbit": 0.0, "arc": 0.0, "walk": 3.0, "random": 3.0, "handheld": 8.0}  # largest camera roll
+_ROLL_DEG = {"orbit": 0.0, "arc": 0.0, "walk": 3.0, "random": 3.0, "handheld": 8.0, "outward": 3.0}  # largest camera roll
 CAMERA_MARGIN = 0.35  # metres between a camera and any surface
 _MAX_ATTEMPTS = 200
 
@@ -149,7 +151,26 @@ def _handheld(scene: Scene, rng: np.random.Generator, num_views: int) -> tuple[n
     return eyes, targets
 
 
-_SAMPLERS = {"orbit": _orbit, "walk": _walk, "random": _random, "arc": _arc, "handheld": _handheld}
+def _outward(scene: Scene, rng: np.random.Generator, num_views: int) -> tuple[np.ndarray, np.ndarray]:
+    """Turning on the spot, looking outwards: yaw sweeps 120-360 degrees in order while the eye drifts
+    up to 0.3 m from a standing point near the room's middle (or 2-3.5 m from the objects' centre)."""
+    if scene.room is not None:
+        stand = rng.uniform([0.35 * scene.room[0], 0.35 * scene.room[1]], [0.65 * scene.room[0], 0.65 * scene.room[1]])
+        height, pitch = rng.uniform(1.2, 1.8), np.radians(rng.uniform(-25, 5))
+    else:
+        azimuth = rng.uniform(0, 2 * np.pi)
+        stand = scene.centre[:2] + rng.uniform(2.0, 3.5) * np.array([np.cos(azimuth), np.sin(azimuth)])
+        height, pitch = rng.uniform(1.3, 1.8), np.radians(rng.uniform(-35, -15))  # the ground, not the sky
+    span = np.radians(rng.uniform(120, 360))
+    steps = max(num_views - 1, 1) if span < 2 * np.pi - 1e-9 else num_views
+    yaw = rng.uniform(0, 2 * np.pi) + span * np.arange(num_views) / steps + np.radians(rng.uniform(-5, 5, size=num_views))
+    drift = rng.uniform(-0.3, 0.3, size=(num_views, 2)) * np.linspace(0.3, 1.0, num_views)[:, None]
+    eyes = np.concatenate([stand + drift, (height + rng.uniform(-0.05, 0.05, size=num_views))[:, None]], axis=1)
+    pitches = pitch + np.radians(rng.uniform(-5, 5, size=num_views))
+    return eyes, eyes + _direction(yaw, pitches)
+
+
+_SAMPLERS = {"orbit": _orbit, "walk": _walk, "random": _random, "arc": _arc, "handheld": _handheld, "outward": _outward}
 
 
 def sample_trajectory(scene: Scene, rng: np.random.Generator, num_views: int, trajectory: str) -> tuple[Scene, np.ndarray]:
