@@ -1,28 +1,43 @@
 #!/usr/bin/env bash
-# One 2-GPU slot of issue 14's wide chain: configs/small_wide_224.toml under DDP with a 20000-step schedule,
-# continuing the chain's last slot (BENCHMARKS.md, "Issue 14's wide recipe from the bundled model").
+# One 2-GPU slot of one of issue 14's training chains, under DDP (BENCHMARKS.md, "Issue 14's wide recipe
+# from the bundled model" and what follows it). CHAIN picks the chain (default: the one whose last kept
+# slot is the bundled model):
+#   wide:    configs/small_wide_224.toml with a 20000-step schedule, from the capture-like model;
+#   outward: configs/small_outward_224.toml (7000 steps), from the wide chain's last slot.
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
-# The slot it continues is runs/slot when present (left on a still-warm machine by the last call, or
-# carried). Otherwise it is assembled from what the repository holds: the bundled model, which is the
-# chain's last kept slot's fp16 weights (checked against slot_state/SHA256SUMS), and that slot's optimizer
-# file and log (benchmarks/results/train_small/wide_chain/slot_state/optimizer.safetensors, train_log.csv).
-# A whole slot (37 MB) does not fit beside the repository in the 64 MB the device tool sends.
-# Back in $OUT (8 files): slot/ (7 files) and logs.tar.gz. ASSEMBLE_ONLY=1 stops once the slot is in place
-# (SLOT_DIR, default runs/slot); tests/test_train_chain.py uses it to check that the repository still holds a
-# continuable chain. To keep a slot as the new bundled model, copy its
-# weights into fast3r/weights/fast3r-small-224/, its optimizer.safetensors into slot_state/ and its
-# train_log.csv into wide_chain/, and rewrite SHA256SUMS (`sha256sum config.json model*` in the weights folder).
+# The slot it continues is runs/slot when that holds this chain's slot (left there by the last call on a
+# still-warm machine, or carried; runs/slot.chain names its chain). Otherwise it is assembled from what
+# the repository holds: the bundled model, which is the chain's last kept slot's fp16 weights (checked
+# against slot_state/SHA256SUMS), and that slot's optimizer file and log (benchmarks/results/train_small/
+# CHAIN_chain/slot_state/optimizer.safetensors, train_log.csv). A chain with no kept slot starts from its
+# config's init_weights. A whole slot (37 MB) does not fit beside the repository in the 64 MB the device
+# tool sends. Back in $OUT (8 files): slot/ (7 files) and logs.tar.gz. ASSEMBLE_ONLY=1 stops once the
+# slot is in place (SLOT_DIR, default runs/slot); tests/test_train_chain.py uses it to check that the
+# repository still holds a continuable chain. To keep a slot as the new bundled model, copy its weights
+# into fast3r/weights/fast3r-small-224/, its optimizer.safetensors into CHAIN_chain/slot_state/ and its
+# train_log.csv into CHAIN_chain/, rewrite SHA256SUMS (`sha256sum config.json model*` in the weights
+# folder), and make that chain the default below.
 set -u
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast off
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:?set OUT to the folder whose files come back}
-CHAIN=benchmarks/results/train_small/wide_chain
+NAME=${CHAIN:-wide}
+case $NAME in
+  wide) CONFIG=configs/small_wide_224.toml; schedule=(--set steps=20000 --set data.curriculum_steps=2000) ;;
+  outward) CONFIG=configs/small_outward_224.toml; schedule=() ;;
+  *) echo "CHAIN must be wide or outward, got '$NAME'"; exit 2 ;;
+esac
+CHAIN_DIR=benchmarks/results/train_small/${NAME}_chain
 BUNDLED=fast3r/weights/fast3r-small-224
 SLOT=${SLOT_DIR:-runs/slot}
-if [ ! -f "$SLOT/optimizer.safetensors" ]; then
-  python - "$BUNDLED" "$CHAIN/slot_state/SHA256SUMS" <<'PY' || exit 2
+if [ -f "$SLOT/optimizer.safetensors" ] && [ "$(cat "$SLOT.chain" 2>/dev/null)" != "$NAME" ]; then
+  echo "$SLOT holds a slot of another chain, or of none that $SLOT.chain names: not continuing it"
+  rm -rf "$SLOT" "$SLOT.chain"
+fi
+if [ ! -f "$SLOT/optimizer.safetensors" ] && [ -f "$CHAIN_DIR/slot_state/optimizer.safetensors" ]; then
+  python - "$BUNDLED" "$CHAIN_DIR/slot_state/SHA256SUMS" <<'PY' || exit 2
 import hashlib, pathlib, sys
 folder, sums = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 expected = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
@@ -31,18 +46,24 @@ if changed:
     sys.exit(f"the bundled weights are not the chain's last slot ({', '.join(changed)} differ from {sums}): nothing to continue")
 PY
   rm -rf "$SLOT" && mkdir -p "$SLOT" && cp $BUNDLED/{config.json,model*.safetensors*} "$SLOT/" \
-    && cp $CHAIN/slot_state/optimizer.safetensors $CHAIN/train_log.csv "$SLOT/" || exit 2
-  echo "slot assembled from the bundled weights and $CHAIN"
+    && cp $CHAIN_DIR/slot_state/optimizer.safetensors $CHAIN_DIR/train_log.csv "$SLOT/" && echo "$NAME" > "$SLOT.chain" || exit 2
+  echo "$NAME: slot assembled from the bundled weights and $CHAIN_DIR"
+fi
+slot_in=()
+if [ -f "$SLOT/optimizer.safetensors" ]; then
+  slot_in=(SLOT_IN="$SLOT")
+else
+  echo "$NAME: no kept slot, so the chain's first slot starts from $CONFIG's init_weights"
 fi
 [ -n "${ASSEMBLE_ONLY:-}" ] && exit 0
 mkdir -p runs
 compile=(); [ -n "${COMPILE:-}" ] && compile=(--set "compile=\"$COMPILE\"")  # e.g. COMPILE=default
-GPUS=2 SLOTS=1 SLOT_IN="$SLOT" CONFIG=configs/small_wide_224.toml TIME_LIMIT_MINUTES=${MIN:-8.0} \
-  TRAIN_WORK=/tmp/train_chain benchmarks/train_small.sh runs/chain_out --set steps=20000 \
-  --set data.curriculum_steps=2000 --set data.num_workers=15 --set data.pool_scenes_per_step=${POOL_RATE:-0.75} \
+env GPUS=2 SLOTS=1 "${slot_in[@]}" CONFIG=$CONFIG TIME_LIMIT_MINUTES=${MIN:-8.0} \
+  TRAIN_WORK=/tmp/train_chain benchmarks/train_small.sh runs/chain_out "${schedule[@]}" \
+  --set data.num_workers=15 --set data.pool_scenes_per_step=${POOL_RATE:-0.75} \
   "${compile[@]}" 2>&1 | tee runs/chain.log
 if [ -f runs/chain_out/slot/optimizer.safetensors ]; then
-  rm -rf "$SLOT" && cp -r runs/chain_out/slot "$SLOT" && cp -r runs/chain_out/slot "$OUT/slot"
+  rm -rf "$SLOT" && cp -r runs/chain_out/slot "$SLOT" && echo "$NAME" > "$SLOT.chain" && cp -r runs/chain_out/slot "$OUT/slot"
 fi
 tar czf "$OUT/logs.tar.gz" runs/chain.log runs/chain_out/results.json /tmp/train_chain/pool1000.log 2>/dev/null
 ls -la "$OUT" "$OUT/slot"

@@ -29,3 +29,19 @@ def test_the_slot_assembles_from_the_bundled_weights_and_continues_the_log(tmp_p
     unused = {name for name, _ in model.named_parameters() if ".refinenet4.resConfUnit1." in name}  # no skip input
     trained = {name for name, _ in model.named_parameters()} - unused
     assert names == trained, "second moments for every trained parameter"
+
+
+def assemble(tmp_path, chain: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "SLOT_DIR": str(tmp_path / "slot"), "ASSEMBLE_ONLY": "1", "CHAIN": chain}
+    return subprocess.run(["bash", "benchmarks/train_chain.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_slot_of_another_chain_is_not_continued(tmp_path):
+    assert assemble(tmp_path, "wide").returncode == 0
+    assert (tmp_path / "slot.chain").read_text().strip() == "wide"
+    run = assemble(tmp_path, "outward")  # the outward stage has no kept slot yet: it starts afresh
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "not continuing it" in run.stdout and "starts from configs/small_outward_224.toml's init_weights" in run.stdout
+    assert not (tmp_path / "slot").exists() and not (tmp_path / "slot.chain").exists()
+    run = assemble(tmp_path, "foo")
+    assert run.returncode == 2 and "CHAIN must be wide or outward, got 'foo'" in run.stdout

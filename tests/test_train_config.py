@@ -38,6 +38,22 @@ def test_wide_config_crops_three_aspect_ratios_from_its_pool():
         load_train_config("configs/small_wide_224.toml", ["data.resolutions=[[224, 224], [112, 112]]"])
 
 
+def test_outward_stage_is_the_wide_recipe_with_outward_captures_and_random_held_out():
+    wide = load_train_config("configs/small_wide_224.toml").to_dict()
+    outward = load_train_config("configs/small_outward_224.toml").to_dict()
+    trained = outward["data"].pop("trajectories")
+    assert trained == wide["data"].pop("trajectories") + ["outward"] and "random" not in trained
+    assert "random" in outward["heldout"]["trajectories"] and "outward" in outward["heldout"]["trajectories"]
+    assert outward["model"].pop("init_weights") == "fast3r/weights/fast3r-small-224"
+    assert outward["optim"].pop("lr") < wide["optim"].pop("lr")
+    for config in (wide, outward):
+        for key in ("steps", "seed", "out_dir", "heldout"):
+            config.pop(key)
+        config["data"].pop("curriculum_steps"), config["model"].pop("init_weights", None)
+        config["optim"].pop("warmup_fraction")
+    assert outward == wide  # the rest of the recipe is the wide chain's
+
+
 def test_release_config_follows_the_recipe():
     config = load_train_config("configs/release_vitl512.toml")
     assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1
