@@ -6,6 +6,7 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
+from fast3r.model import Fast3R, Fast3RConfig
 from fast3r.train.config import load_train_config
 from fast3r.train.data import training_batches
 from fast3r.train.distributed import setup_distributed, teardown_distributed
@@ -93,3 +94,21 @@ def test_ddp_continues_from_a_slot_checkpoint(tmp_path):
     assert rank0["checksum"] == rank1["checksum"]
     first_weights = json.loads((first / "rank0.json").read_text())["checksum"]
     assert rank0["checksum"] != first_weights  # it trained on from the slot
+
+
+def test_gradients_keep_their_weights_memory_layout():
+    """Why wrap_model may silence DDP's stride warning: a weight gradient whose strides differ from its
+    weight's (the heads run channels-last; which ones differ depends on the kernels, e.g. 1x1 convolutions
+    on several CPU threads or on CUDA) differs only along size-1 dimensions, so the memory layouts match."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the kernels that produced the warning's strides here; one thread gives none
+    try:
+        model = Fast3R(Fast3RConfig.small())
+        outputs = model([torch.randn(1, 3, 64, 64) for _ in range(2)], image_ids=[0.0, 1.0])
+        sum(value.float().sum() for view in outputs for value in view.values()).backward()
+    finally:
+        torch.set_num_threads(threads)
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None and parameter.grad.stride() != parameter.stride():
+            sizes_over_one = [dim for dim, size in enumerate(parameter.shape) if size > 1]
+            assert [parameter.grad.stride(d) for d in sizes_over_one] == [parameter.stride(d) for d in sizes_over_one], name
