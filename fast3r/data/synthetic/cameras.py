@@ -1,11 +1,12 @@
 """Camera intrinsics and trajectories for synthetic scenes.
 
 Wide-baseline: "orbit" (up to a full circle), "walk" (forward motion), "random" (anywhere, looking
-anywhere in the middle). "outward": standing near one spot and turning (120-360 degrees), looking out at
-the room's walls or, around objects, at the ground and the scene beyond: wide rotations, little
-translation. It is not in WIDE_BASELINE, from which `fast3r eval --dataset synthetic` draws its scenes. Capture-like, every view sharing the region the first one sees: "arc" (part of
+anywhere in the middle). Capture-like, every view sharing the region the first one sees: "arc" (part of
 an orbit, at most 150 degrees around objects, 90 in a room) and "handheld" (unordered shots of one
 region from nearby places, as when someone photographs a thing or a corner by walking around it).
+"outward": standing near one spot and turning (120-360 degrees), looking out at the room's walls or,
+around objects, at the ground and the scene beyond: wide rotations, little translation. It is in neither
+group: `fast3r eval --dataset synthetic` draws its scenes from WIDE_BASELINE, which stays as it was.
 Poses are camera-to-world 4x4 in OpenCV camera axes (x right, y down, z forward); the world has z up.
 """
 from __future__ import annotations
@@ -14,10 +15,11 @@ import numpy as np
 
 from .scene import Scene
 
-TRAJECTORIES = ("orbit", "walk", "random", "arc", "handheld", "outward")  # appended only: render seeds use the index
+# New trajectories go at the end: a scene's render seed includes its trajectory's index here.
+TRAJECTORIES = ("orbit", "walk", "random", "arc", "handheld", "outward")
 WIDE_BASELINE = ("orbit", "walk", "random")
 CAPTURE_LIKE = ("arc", "walk", "handheld")
-_ROLL_DEG = {"orbit": 0.0, "arc": 0.0, "walk": 3.0, "random": 3.0, "handheld": 8.0, "outward": 3.0}  # largest camera roll
+_ROLL_DEG = {"orbit": 0.0, "arc": 0.0, "walk": 3.0, "random": 3.0, "handheld": 8.0, "outward": 3.0}  # largest roll
 CAMERA_MARGIN = 0.35  # metres between a camera and any surface
 _MAX_ATTEMPTS = 200
 
