@@ -73,21 +73,24 @@ import sys, time
 from fast3r.parallel import PredictRanks
 ranks = PredictRanks(sys.argv[1], 2, dtype="fp32", device_type="cpu")
 ranks._starting.join()
-time.sleep(4)  # rank 1 has loaded its weights and waits for this rank to join the group
+time.sleep(float(sys.argv[2]))
 print(ranks._workers[0].pid, flush=True)
 time.sleep(600)
 """
 
 
-def test_ranks_leave_when_the_caller_is_killed(tiny_weights):
-    """SIGKILL gives the caller no chance to stop its ranks: they notice and exit on their own, even while
-    waiting to join the process group (which would otherwise wait out its 30-minute timeout)."""
+@pytest.mark.parametrize("wait_s", [4.0, 0.0], ids=["waiting-to-join", "still-starting"])
+def test_ranks_leave_when_the_caller_is_killed(tiny_weights, wait_s):
+    """SIGKILL gives the caller no chance to stop its ranks: they notice and exit on their own, quietly,
+    whether waiting to join the process group (which would otherwise wait out its 30-minute timeout,
+    after 4 s) or still importing and loading (killed at once)."""
     import os
     import signal
     import subprocess
     import sys
 
-    caller = subprocess.Popen([sys.executable, "-c", KILLED_CALLER, str(tiny_weights)], stdout=subprocess.PIPE, text=True)
+    caller = subprocess.Popen([sys.executable, "-c", KILLED_CALLER, str(tiny_weights), str(wait_s)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
         worker = int(caller.stdout.readline())
     finally:
@@ -99,6 +102,20 @@ def test_ranks_leave_when_the_caller_is_killed(tiny_weights):
     if _running(worker):
         os.kill(worker, signal.SIGKILL)
         raise AssertionError("rank 1 outlived its killed caller by 20 s")
+    os.set_blocking(caller.stderr.fileno(), False)  # the rank wrote to its caller's stderr; read what is there
+    written = b""
+    while chunk := _read_some(caller.stderr.fileno()):
+        written += chunk
+    assert b"Traceback" not in written, written.decode(errors="replace")
+
+
+def _read_some(fd: int) -> bytes:
+    import os
+
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return b""
 
 
 def _running(pid: int) -> bool:

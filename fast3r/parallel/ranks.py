@@ -75,7 +75,8 @@ class PredictRanks:
                 ours, theirs = context.Pipe()
                 process = context.Process(
                     target=_rank_main,
-                    args=(rank, self.world_size, self._init_method, self.device_type, self.weights, self.dtype, theirs, self.started),
+                    args=(rank, self.world_size, self._init_method, self.device_type, self.weights, self.dtype, theirs,
+                          self.started, os.getpid()),
                     daemon=True,
                 )
                 # The new process starts with Ctrl-C blocked (a terminal sends it to the whole process
@@ -202,11 +203,13 @@ def _rank_main(
     dtype: torch.dtype,
     pipe: Connection,
     started: float,
+    caller: int,
 ) -> None:
-    """Rank 1.. of `PredictRanks`: start, then run the one pass the pipe brings (None: none)."""
+    """Rank 1.. of `PredictRanks`: start, then run the one pass the pipe brings (None: none). `caller`: the
+    starting process's pid (not os.getppid() here, which is already init's if the caller died meanwhile)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; rank 0 stops us
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while we started (a pending one is dropped)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(caller,), daemon=True).start()
     logging.getLogger("fast3r").setLevel(logging.ERROR)  # the licence note is rank 0's to print
     timeline = []
 
@@ -219,19 +222,22 @@ def _rank_main(
     mark("device ready")
     model = load_pretrained(weights, device=device, dtype=dtype)
     mark("weights loaded")
-    pipe.send("joining")
-    device = init_rank(rank, world_size, init_method, device_type)  # waits for rank 0's wait_ready
-    mark("group joined")
     try:
-        pipe.send("ready")
-        job = pipe.recv()
-        if job is not None:
-            mark("views received")
-            _predict_rank(device, model, *job)
-            mark("done")
-        pipe.send(timeline)
-    finally:
-        dist.destroy_process_group()
+        pipe.send("joining")
+        device = init_rank(rank, world_size, init_method, device_type)  # waits for rank 0's wait_ready
+        mark("group joined")
+        try:
+            pipe.send("ready")
+            job = pipe.recv()
+            if job is not None:
+                mark("views received")
+                _predict_rank(device, model, *job)
+                mark("done")
+            pipe.send(timeline)
+        finally:
+            dist.destroy_process_group()
+    except (BrokenPipeError, ConnectionResetError, EOFError):  # the caller died before _exit_with_parent saw it
+        os._exit(1)  # leave as that would, without a traceback on the user's terminal
 
 
 def _event(started: float, rank: int, event: str) -> tuple[float, int, str]:
