@@ -1,4 +1,5 @@
 """`PredictRanks`: ranks started before the views exist, on CPU gloo processes with tiny weights."""
+import os
 import shutil
 import time
 
@@ -84,7 +85,6 @@ def test_ranks_leave_when_the_caller_is_killed(tiny_weights, wait_s):
     """SIGKILL gives the caller no chance to stop its ranks: they notice and exit on their own, quietly,
     whether waiting to join the process group (which would otherwise wait out its 30-minute timeout,
     after 4 s) or still importing and loading (killed at once)."""
-    import os
     import signal
     import subprocess
     import sys
@@ -110,8 +110,6 @@ def test_ranks_leave_when_the_caller_is_killed(tiny_weights, wait_s):
 
 
 def _read_some(fd: int) -> bytes:
-    import os
-
     try:
         return os.read(fd, 65536)
     except BlockingIOError:
