@@ -173,11 +173,10 @@ def interval_over_samples(
     values: dict[str, list[float]] = {"RRA@15_pct": [], "RTA@15_pct": [], "mAA30_fast3r_31bin_pct": []}
     for _ in range(draws):
         picked = rng.integers(0, len(rotation_deg), size=len(rotation_deg))
-        rotation = np.concatenate([rotation_deg[i] for i in picked])
-        translation = np.concatenate([translation_deg[i] for i in picked])
-        values["RRA@15_pct"].append(100.0 * float(np.mean(rotation < 15)))
-        values["RTA@15_pct"].append(100.0 * float(np.mean(translation < 15)))
-        values["mAA30_fast3r_31bin_pct"].append(100.0 * mAA_fast3r_31bin(np.maximum(rotation, translation)))
+        metrics = metrics_from_errors(np.concatenate([rotation_deg[i] for i in picked]),
+                                      np.concatenate([translation_deg[i] for i in picked]))  # fmt: skip
+        for key, drawn in values.items():
+            drawn.append(metrics[key])
     return {key: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for key, v in values.items()}
 
 
