@@ -55,7 +55,8 @@ def naive_block(block, x, positions=None, eps=1e-6):
 
 def naive_dpt(dpt, hooks, height, width):
     """The release's DPT: token maps as contiguous NCHW copies (transpose + reshape), then the same layers."""
-    maps = [t.transpose(1, 2).reshape(t.shape[0], t.shape[2], height // 16, width // 16) for t in hooks]
+    grid_h, grid_w = height // dpt.patch_size, width // dpt.patch_size
+    maps = [t.transpose(1, 2).reshape(t.shape[0], t.shape[2], grid_h, grid_w) for t in hooks]
     l1, l2, l3, l4 = (dpt.scratch.layer_rn[i](dpt.act_postprocess[i](m)) for i, m in enumerate(maps))
     path = dpt.scratch.refinenet4(l4)[:, :, : l3.shape[2], : l3.shape[3]]
     path = dpt.scratch.refinenet3(path, l3)

@@ -12,11 +12,18 @@ REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "fast3r" / "weights" / "fast3r-small-224"
 
 
+def assemble(tmp_path, chain: str | None = None) -> subprocess.CompletedProcess:
+    """train_chain.sh up to the assembled slot in tmp_path/slot; chain None: the script's default chain."""
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "SLOT_DIR": str(tmp_path / "slot"), "ASSEMBLE_ONLY": "1"}
+    env.pop("CHAIN", None)
+    if chain is not None:
+        env["CHAIN"] = chain
+    return subprocess.run(["bash", "benchmarks/train_chain.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_the_slot_assembles_from_the_bundled_weights_and_continues_the_log(tmp_path):
     slot = tmp_path / "slot"
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "SLOT_DIR": str(slot), "ASSEMBLE_ONLY": "1"}
-    run = subprocess.run(["bash", "benchmarks/train_chain.sh"], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=60)  # fmt: skip
+    run = assemble(tmp_path)  # the default chain is the one whose last kept slot is the bundled model
     assert run.returncode == 0, run.stdout + run.stderr
     for shard in BUNDLED.glob("model*.safetensors*"):
         assert (slot / shard.name).read_bytes() == shard.read_bytes()
@@ -29,11 +36,6 @@ def test_the_slot_assembles_from_the_bundled_weights_and_continues_the_log(tmp_p
     unused = {name for name, _ in model.named_parameters() if ".refinenet4.resConfUnit1." in name}  # no skip input
     trained = {name for name, _ in model.named_parameters()} - unused
     assert names == trained, "second moments for every trained parameter"
-
-
-def assemble(tmp_path, chain: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "SLOT_DIR": str(tmp_path / "slot"), "ASSEMBLE_ONLY": "1", "CHAIN": chain}
-    return subprocess.run(["bash", "benchmarks/train_chain.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_a_slot_of_another_chain_is_not_continued(tmp_path):

@@ -116,4 +116,3 @@ def test_heldout_seeds_differ_from_training_and_a_model_runs():
     assert np.isfinite(metrics["loss"])
     with pytest.raises(ValueError, match="image_ids"):
         HeldoutConfig(image_ids="shuffled").validate()
-
