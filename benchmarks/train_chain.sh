@@ -3,7 +3,8 @@
 # from the bundled model" and what follows it). CHAIN picks the chain (default: the one whose last kept
 # slot is the bundled model):
 #   wide:    configs/small_wide_224.toml with a 20000-step schedule, from the capture-like model;
-#   outward: configs/small_outward_224.toml (6000 steps), from the wide chain's last slot.
+#   outward: configs/small_outward_224.toml (6000 steps), from the wide chain's last slot (run to its end
+#            on 2026-11-30 and not kept, so it has no kept slot: BENCHMARKS.md).
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # The slot it continues is runs/slot when that holds this chain's slot (left there by the last call on a

@@ -41,7 +41,7 @@ def test_the_slot_assembles_from_the_bundled_weights_and_continues_the_log(tmp_p
 def test_a_slot_of_another_chain_is_not_continued(tmp_path):
     assert assemble(tmp_path, "wide").returncode == 0
     assert (tmp_path / "slot.chain").read_text().strip() == "wide"
-    run = assemble(tmp_path, "outward")  # the outward stage has no kept slot yet: it starts afresh
+    run = assemble(tmp_path, "outward")  # the outward stage kept no slot (not kept as the bundled model): it starts afresh
     assert run.returncode == 0, run.stdout + run.stderr
     assert "not continuing it" in run.stdout and "starts from configs/small_outward_224.toml's init_weights" in run.stdout
     assert not (tmp_path / "slot").exists() and not (tmp_path / "slot.chain").exists()
