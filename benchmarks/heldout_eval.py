@@ -7,7 +7,8 @@ The same scenes and camera method as the held-out check at the end of `fast3r tr
 bf16 autocast on CUDA. Prints RRA@15 / RTA@15 / mAA(30) in percent for all scenes and per trajectory, with
 [95% intervals] over resamplings of the scenes, the mean point errors of the global and local heads
 (normalised distances, as in the loss), each beside the identity-pose baseline on the same scenes (every
-camera predicted as view 0's).
+camera predicted as view 0's). `--by-overlap` adds rows for the pairs binned by how much of one view the
+other sees (`fast3r.train.heldout.OVERLAP_BINS`): do the failures lie where the views share nothing?
 """
 from __future__ import annotations
 
@@ -34,13 +35,22 @@ def format_table(results: dict, view_counts: list[int]) -> str:
         if metrics is None:
             continue
         for name, row in [("all", metrics), *metrics["by_trajectory"].items()]:
-            intervals = row["ci95_over_scenes"]
-            model = [f"{row[key]:.1f} [{intervals[key][0]:.1f}, {intervals[key][1]:.1f}]" for key in COLUMNS]
-            local = "-" if row["point_error_local"] is None else f"{row['point_error_local']:.3f}"
-            points = [f"{row['point_error_global']:.3f} / {local}"]
-            baseline = [f"{row['identity_baseline'][key]:.1f}" for key in COLUMNS]
-            lines.append(f"| {views} | {name} | " + " | ".join(model + points + baseline) + " |")
+            lines.append(_table_row(views, name, row))
+            for overlap, part in row.get("by_overlap", {}).items():
+                lines.append(_table_row(views, f"{name}, overlap {overlap} ({part['pairs']} pairs)", part))
     return "\n".join(lines)
+
+
+def _table_row(views: str, name: str, row: dict) -> str:
+    intervals = row["ci95_over_scenes"]
+    model = [f"{row[key]:.1f} [{intervals[key][0]:.1f}, {intervals[key][1]:.1f}]" for key in COLUMNS]
+    if "point_error_global" in row:
+        local = "-" if row["point_error_local"] is None else f"{row['point_error_local']:.3f}"
+        points = [f"{row['point_error_global']:.3f} / {local}"]
+    else:  # pairs binned by overlap: the point errors are per scene
+        points = ["-"]
+    baseline = [f"{row['identity_baseline'][key]:.1f}" for key in COLUMNS]
+    return f"| {views} | {name} | " + " | ".join(model + points + baseline) + " |"
 
 
 def main() -> None:
@@ -50,13 +60,15 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=12, help="scenes per view count")
     parser.add_argument("--trajectories", nargs="+", default=list(TRAJECTORIES), choices=TRAJECTORIES)
     parser.add_argument("--image-ids", default="spread", choices=("spread", "sequential", "random"))
+    parser.add_argument("--by-overlap", action="store_true", help="also score pairs binned by view overlap")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", help="JSON file for the results")
     args = parser.parse_args()
     device = torch.device(args.device)
     model = Fast3R.from_pretrained(args.weights).float().to(device)
     config = HeldoutConfig(view_counts=args.views, scenes=args.scenes, trajectories=args.trajectories,
-                           image_ids=args.image_ids, render_device=device.type)  # fmt: skip
+                           image_ids=args.image_ids, render_device=device.type,
+                           by_overlap=args.by_overlap)  # fmt: skip
     results = evaluate_heldout(model, config, device, bf16=device.type == "cuda")
     print(format_table(results, args.views))
     if args.out:

@@ -6,9 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from fast3r.eval.pose import identity_baseline_errors, metrics_from_errors
+from fast3r.data.views import visible_share
+from fast3r.eval.pose import PairErrors, identity_baseline_errors, metrics_from_errors
 from fast3r.model import Fast3R, Fast3RConfig
-from fast3r.train.heldout import HeldoutConfig, evaluate_heldout, heldout_trajectory, heldout_views
+from fast3r.train.heldout import (
+    OVERLAP_BINS,
+    HeldoutConfig,
+    _metrics_by_overlap,
+    evaluate_heldout,
+    heldout_trajectory,
+    heldout_views,
+)
 
 
 def benchmarks_table(results: dict) -> str:
@@ -116,3 +124,38 @@ def test_heldout_seeds_differ_from_training_and_a_model_runs():
     assert np.isfinite(metrics["loss"])
     with pytest.raises(ValueError, match="image_ids"):
         HeldoutConfig(image_ids="shuffled").validate()
+
+
+def test_pairs_binned_by_overlap_are_scored_in_their_own_bin():
+    # Two scenes of 3 views (pairs 01, 02, 12): the pairs with little overlap are the wrong ones.
+    first, second = np.array([0, 0, 1]), np.array([1, 2, 2])
+    model = [PairErrors(np.array([1.0, 90.0, 1.0]), np.array([1.0, 90.0, 1.0]), first, second),
+             PairErrors(np.array([90.0, 1.0, 1.0]), np.array([90.0, 1.0, 1.0]), first, second)]  # fmt: skip
+    overlaps = [np.array([0.5, 0.01, 0.2]), np.array([0.0, 0.9, 0.3])]
+    baseline = [PairErrors(np.full(3, 40.0), np.full(3, 90.0), first, second)] * 2
+    bins = _metrics_by_overlap(model, baseline, overlaps)
+    assert list(bins) == [name for name, _, _ in OVERLAP_BINS]
+    assert [bins[name]["pairs"] for name in bins] == [2, 1, 3]
+    assert bins["<5%"]["RRA@15_pct"] == 0.0 and bins["5-30%"]["RRA@15_pct"] == bins[">=30%"]["RRA@15_pct"] == 100.0
+    assert bins["<5%"]["identity_baseline"]["num_pairs"] == 2 and "point_error_global" not in bins["<5%"]
+
+
+def test_by_overlap_partitions_every_scene_set_and_reaches_the_table():
+    config = HeldoutConfig(view_counts=[3], scenes=2, trajectories=["arc", "random"], resolution=(48, 64), by_overlap=True)
+    results = evaluate_heldout(Oracle(config), config, "cpu", bf16=False, progress=False)
+    metrics = results["3"]
+    for row in [metrics, *metrics["by_trajectory"].values(), *metrics["by_scene_kind"].values()]:
+        assert sum(part["pairs"] for part in row["by_overlap"].values()) == row["num_pairs"]
+        assert all(part["RRA@5_pct"] == 100.0 for part in row["by_overlap"].values())  # the oracle is exact
+    counts = {}  # each pair's bin from the two visible shares, counted by hand
+    for scene in range(2):
+        views = heldout_views(config, scene, 3)
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            share = max(visible_share(views[i], views[j]), visible_share(views[j], views[i]))
+            name = next(name for name, low, high in OVERLAP_BINS if low <= share < high)
+            counts[name] = counts.get(name, 0) + 1
+    assert {name: part["pairs"] for name, part in metrics["by_overlap"].items()} == counts
+    assert "overlap" in benchmarks_table(results)
+    plain = evaluate_heldout(Oracle(config), HeldoutConfig(view_counts=[3], scenes=2, trajectories=["arc", "random"],
+                                                           resolution=(48, 64)), "cpu", bf16=False, progress=False)  # fmt: skip
+    assert "by_overlap" not in plain["3"] and "overlap" not in benchmarks_table(plain)

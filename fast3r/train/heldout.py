@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from fast3r.data.synthetic import TRAJECTORIES, SceneConfig, render_scene
 from fast3r.data.synthetic.scene import SCENE_KINDS
-from fast3r.data.views import View
+from fast3r.data.views import View, visible_share
 from fast3r.eval.pose import (
     PairErrors,
     identity_baseline_errors,
@@ -33,6 +33,9 @@ from .loss import ViewTarget, pointmap_loss
 
 HELDOUT_SEED_BASE = 20_000_000  # training scenes use seeds below this; fast3r.eval's synthetic set uses 10M+
 IMAGE_ID_MODES = ("spread", "sequential", "random")
+# Pairs binned by overlap: the larger of the two shares of one view's known points that the other sees
+# (`fast3r.data.views.visible_share`); name, lowest share, share the bin stops below.
+OVERLAP_BINS = (("<5%", 0.0, 0.05), ("5-30%", 0.05, 0.3), (">=30%", 0.3, float("inf")))
 
 
 @dataclass
@@ -43,7 +46,9 @@ class HeldoutConfig:
     1..table-1, seeded per scene).
 
     A held-out family: list here a scene kind or trajectory that data.scene_kinds / data.trajectories
-    leave out; its scenes are scored separately under "by_scene_kind" / "by_trajectory"."""
+    leave out; its scenes are scored separately under "by_scene_kind" / "by_trajectory".
+    by_overlap: also score pairs binned by their overlap (OVERLAP_BINS) under "by_overlap" in every set of
+    metrics; costs two visibility tests per pair (seconds per scene at 32 views, minutes at 128)."""
 
     view_counts: list[int] = field(default_factory=lambda: [8, 32, 128])
     scenes: int = 6
@@ -53,6 +58,7 @@ class HeldoutConfig:
     resolution: tuple[int, int] = (224, 224)
     image_ids: str = "spread"
     render_device: str = "cpu"
+    by_overlap: bool = False
 
     def validate(self) -> None:
         if not self.view_counts or min(self.view_counts) < 2:
@@ -123,12 +129,41 @@ def _camera_poses(preds: list[dict[str, torch.Tensor]]) -> np.ndarray:
     return cameras.c2w
 
 
+def pair_overlap(views: list[View], errors: PairErrors) -> np.ndarray:
+    """(P,) for each pair of `errors`, the larger of the two shares of one view's known points that the
+    other sees."""
+    return np.array([max(visible_share(views[i], views[j]), visible_share(views[j], views[i]))
+                     for i, j in zip(errors.first, errors.second)])  # fmt: skip
+
+
+def _pairs(errors: PairErrors, keep: np.ndarray) -> PairErrors:
+    return PairErrors(errors.rotation_deg[keep], errors.translation_deg[keep], errors.first[keep], errors.second[keep])
+
+
+def _metrics_by_overlap(model: list[PairErrors], baseline: list[PairErrors], overlaps: list[np.ndarray]) -> dict:
+    """{bin: pooled metrics of the pairs whose overlap falls in it, with "pairs" counted}, per OVERLAP_BINS."""
+    result = {}
+    for name, low, high in OVERLAP_BINS:
+        masks = [(overlap >= low) & (overlap < high) for overlap in overlaps]
+        scenes = [index for index, mask in enumerate(masks) if mask.any()]
+        if scenes:
+            result[name] = _pooled_metrics([_pairs(model[i], masks[i]) for i in scenes],
+                                           [_pairs(baseline[i], masks[i]) for i in scenes], None, [True] * len(scenes))  # fmt: skip
+            result[name]["pairs"] = int(sum(masks[i].sum() for i in scenes))
+    return result
+
+
 def _pooled_metrics(
-    model: list[PairErrors], baseline: list[PairErrors], point_errors: list[tuple[float, float]], chosen: list[bool]
+    model: list[PairErrors],
+    baseline: list[PairErrors],
+    point_errors: list[tuple[float, float]] | None,
+    chosen: list[bool],
+    overlaps: list[np.ndarray] | None = None,
 ) -> dict:
     """Metrics of the chosen scenes' pairs pooled, their 95% intervals over scene resamplings under
-    "ci95_over_scenes", the scenes' mean point errors of the global and local heads, and the identity
-    baseline's metrics under "identity_baseline"."""
+    "ci95_over_scenes", the scenes' mean point errors of the global and local heads (unless None), the
+    identity baseline's metrics under "identity_baseline", and with `overlaps` (per scene, per pair) the
+    same by overlap bin under "by_overlap"."""
 
     def kept(per_scene: list) -> list:
         return [item for item, keep in zip(per_scene, chosen) if keep]
@@ -140,10 +175,14 @@ def _pooled_metrics(
 
     scenes = kept(model)
     interval = interval_over_samples([e.rotation_deg for e in scenes], [e.translation_deg for e in scenes])
-    global_error, local_error = np.mean(kept(point_errors), axis=0)
-    return {**pooled(scenes), "ci95_over_scenes": interval, "point_error_global": float(global_error),
-            "point_error_local": float(local_error) if np.isfinite(local_error) else None,  # None: no local head
-            "identity_baseline": pooled(kept(baseline))}  # fmt: skip
+    result = {**pooled(scenes), "ci95_over_scenes": interval, "identity_baseline": pooled(kept(baseline))}
+    if point_errors is not None:
+        global_error, local_error = np.mean(kept(point_errors), axis=0)
+        result["point_error_global"] = float(global_error)
+        result["point_error_local"] = float(local_error) if np.isfinite(local_error) else None  # None: no local head
+    if overlaps is not None:
+        result["by_overlap"] = _metrics_by_overlap(scenes, kept(baseline), kept(overlaps))
+    return result
 
 
 @torch.no_grad()
@@ -175,11 +214,13 @@ def evaluate_heldout(
             "scene_kinds": list(config.scene_kinds),
             "camera_method": "cameras_from_pointmaps auto: local-to-global Sim(3) alignment",
             "pairs": "pooled over scenes",
+            **({"overlap_bins": [list(b[:2]) for b in OVERLAP_BINS]} if config.by_overlap else {}),
         }
     }
     try:
         for num_views in config.view_counts:
             errors, baseline, point_errors, losses, seconds, failed = [], [], [], [], [], 0
+            overlaps: list[np.ndarray] | None = [] if config.by_overlap else None
             desc = f"held-out {num_views} views"
             for index in tqdm(range(config.scenes), desc=desc, disable=not progress, leave=False):
                 views = heldout_views(config, index, num_views)
@@ -206,13 +247,15 @@ def evaluate_heldout(
                     worst = baseline[-1]
                     errors.append(PairErrors(np.full_like(worst.rotation_deg, 180.0), np.full_like(worst.translation_deg, 90.0),
                                              worst.first, worst.second))  # fmt: skip
+                if overlaps is not None:
+                    overlaps.append(pair_overlap(views, baseline[-1]))
             if not errors:
                 continue
-            metrics = _pooled_metrics(errors, baseline, point_errors, [True] * len(errors))
+            metrics = _pooled_metrics(errors, baseline, point_errors, [True] * len(errors), overlaps)
             families = [heldout_trajectory(config, index) for index in range(config.scenes)]  # one per scene
             for key, part in (("by_scene_kind", 0), ("by_trajectory", 1)):
                 names = [family[part] for family in families]
-                metrics[key] = {name: _pooled_metrics(errors, baseline, point_errors, [n == name for n in names])
+                metrics[key] = {name: _pooled_metrics(errors, baseline, point_errors, [n == name for n in names], overlaps)
                                 for name in dict.fromkeys(names)}  # fmt: skip
             metrics.update(
                 loss=float(np.mean(losses)),
