@@ -1,0 +1,43 @@
+"""benchmarks/heldout_variants.py: each variant changes the part of the trajectory it names, and only that."""
+import importlib.util
+
+import numpy as np
+import pytest
+
+from fast3r.data.synthetic import cameras
+from fast3r.data.synthetic.scene import SceneConfig, build_scene
+
+
+@pytest.fixture(scope="module")
+def variants():
+    spec = importlib.util.spec_from_file_location("heldout_variants", "benchmarks/heldout_variants.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sample(sampler, seed=3, num_views=8):
+    scene = build_scene(seed, SceneConfig(kind="room"))
+    return scene, *sampler(scene, np.random.default_rng(seed + 100), num_views)
+
+
+def test_orbit_variants_keep_the_orbit_eyes_and_change_heights_or_targets(variants):
+    scene, eyes, targets = sample(cameras._orbit)
+    _, varied_eyes, varied_targets = sample(variants.orbit_varied_heights)
+    assert np.allclose(varied_eyes[:, :2], eyes[:, :2])  # same circle
+    assert np.ptp(eyes[:, 2]) == 0.0 and np.ptp(varied_eyes[:, 2]) > 0.1  # one height, then each its own
+    assert np.all((varied_targets[:, 2] >= 0.3) & (varied_targets[:, 2] <= 1.5))
+    _, own_eyes, own_targets = sample(variants.orbit_own_targets)
+    assert np.allclose(own_eyes, eyes)
+    spread = np.linalg.norm(own_targets - own_targets.mean(0), axis=1).max()
+    assert spread > 3 * np.linalg.norm(targets - targets.mean(0), axis=1).max()
+    assert np.all(own_targets[:, :2] >= 0.3 * scene.room[:2]) and np.all(own_targets[:, :2] <= 0.7 * scene.room[:2])
+
+
+def test_random_one_target_keeps_random_eyes_and_aims_them_at_one_point(variants):
+    _, eyes, targets = sample(cameras._random)
+    _, one_eyes, one_targets = sample(variants.random_one_target)
+    assert np.allclose(one_eyes, eyes)
+    assert np.linalg.norm(one_targets - targets[0], axis=1).max() < 0.5
+    assert np.linalg.norm(targets - targets[0], axis=1).max() > 1.0
+    assert set(variants.VARIANTS) == {"orbit", "orbit_varied_heights", "orbit_own_targets", "random_one_target", "random"}
