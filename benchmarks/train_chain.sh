@@ -4,7 +4,9 @@
 # slot is the bundled model):
 #   wide:    configs/small_wide_224.toml with a 20000-step schedule, from the capture-like model;
 #   outward: configs/small_outward_224.toml (6000 steps), from the wide chain's last slot (run to its end
-#            on 2026-11-30 and not kept, so it has no kept slot: BENCHMARKS.md).
+#            on 2026-11-30 and not kept, so it has no kept slot: BENCHMARKS.md);
+#   varied:  configs/small_varied_224.toml (6000 steps), the same from the wide chain's last slot, with
+#            room orbits and arcs whose views each have their own height and aim point (not yet run).
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # The slot it continues is runs/slot when that holds this chain's slot (left there by the last call on a
@@ -28,7 +30,8 @@ NAME=${CHAIN:-wide}
 case $NAME in
   wide) CONFIG=configs/small_wide_224.toml; schedule=(--set steps=20000 --set data.curriculum_steps=2000) ;;
   outward) CONFIG=configs/small_outward_224.toml; schedule=() ;;
-  *) echo "CHAIN must be wide or outward, got '$NAME'"; exit 2 ;;
+  varied) CONFIG=configs/small_varied_224.toml; schedule=() ;;
+  *) echo "CHAIN must be wide, outward or varied, got '$NAME'"; exit 2 ;;
 esac
 CHAIN_DIR=benchmarks/results/train_small/${NAME}_chain
 BUNDLED=fast3r/weights/fast3r-small-224

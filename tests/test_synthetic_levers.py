@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fast3r.data.synthetic import SceneConfig, build_scene, intrinsics_from_fov, look_at, render_scene, render_views, sample_trajectory
+from fast3r.data.synthetic.cameras import CAMERA_MARGIN
 from fast3r.data.synthetic.natural import NATURAL_COLOUR_AXES, NUM_BANDS, natural_albedo, pink_noise_bands, sample_natural_textures
 
 # Tiny default renders (images, depths, poses, intrinsics) made by the code before the levers.
@@ -165,3 +166,29 @@ def test_ambient_range_sets_how_dark_faces_turned_from_the_light_are() -> None:
     expected = 0.25 + 0.75 * np.clip(cosine[bright], 0, None)
     assert bright.sum() > 50 and (cosine[bright] < 0).any() and (cosine[bright] > 0.5).any()
     np.testing.assert_allclose(ratio, expected[:, None] * np.ones(3), atol=0.03)
+
+
+def test_varied_views_give_room_orbits_their_own_heights_and_aim_points() -> None:
+    room = build_scene(4, SceneConfig(kind="room"))
+    for trajectory in ("orbit", "arc"):
+        _, plain = sample_trajectory(room, np.random.default_rng(2), 8, trajectory)
+        kept, varied = sample_trajectory(room, np.random.default_rng(2), 8, trajectory, varied_share=1.0)
+        assert np.ptp(plain[:, 2, 3]) == 0.0  # an orbit keeps one height
+        assert np.ptp(varied[:, 2, 3]) > 0.3 and np.all((varied[:, 2, 3] >= 1.0) & (varied[:, 2, 3] <= 2.0))
+        # Own aim points at own heights: the views' pitches (degrees) spread far more.
+        def pitch_spread(c2w):
+            return np.std(np.degrees(np.arcsin(c2w[:, 2, 2])))  # z of each optical axis
+        assert pitch_spread(varied) > 2 * pitch_spread(plain)
+        assert kept.is_free(varied[:, :3, 3], CAMERA_MARGIN).all()
+    # Other trajectories and object scenes draw nothing for it: the same cameras as without the lever.
+    objects = build_scene(4, SceneConfig(kind="orbit"))
+    for scene, trajectory in ((room, "walk"), (room, "random"), (objects, "orbit")):
+        _, plain = sample_trajectory(scene, np.random.default_rng(2), 8, trajectory)
+        _, varied = sample_trajectory(scene, np.random.default_rng(2), 8, trajectory, varied_share=1.0)
+        np.testing.assert_array_equal(plain, varied)
+    # A share of the scenes: about that share of room orbits are varied.
+    heights = [np.ptp(sample_trajectory(room, np.random.default_rng(seed), 4, "orbit", varied_share=0.5)[1][:, 2, 3])
+               for seed in range(40)]  # fmt: skip
+    assert 10 <= sum(h > 0 for h in heights) <= 30
+    with pytest.raises(ValueError, match="varied_views"):
+        SceneConfig(varied_views=1.5)

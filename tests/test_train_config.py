@@ -54,6 +54,21 @@ def test_outward_stage_is_the_wide_recipe_with_outward_captures_and_random_held_
     assert outward == wide  # the rest of the recipe is the wide chain's
 
 
+def test_varied_stage_is_the_wide_recipe_with_varied_room_views_and_random_held_out():
+    wide = load_train_config("configs/small_wide_224.toml").to_dict()
+    varied = load_train_config("configs/small_varied_224.toml").to_dict()
+    assert varied["data"].pop("varied_views") == 0.5 and wide["data"].pop("varied_views") == 0.0
+    assert "random" not in varied["data"]["trajectories"] and "random" in varied["heldout"]["trajectories"]
+    assert varied["model"].pop("init_weights") == "fast3r/weights/fast3r-small-224"
+    assert varied["optim"].pop("lr") < wide["optim"].pop("lr")
+    for config in (wide, varied):
+        for key in ("steps", "seed", "out_dir", "heldout"):
+            config.pop(key)
+        config["data"].pop("curriculum_steps"), config["model"].pop("init_weights", None)
+        config["optim"].pop("warmup_fraction")
+    assert varied == wide  # the rest of the recipe is the wide chain's
+
+
 def test_release_config_follows_the_recipe():
     config = load_train_config("configs/release_vitl512.toml")
     assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1

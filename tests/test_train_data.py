@@ -191,9 +191,9 @@ def test_fov_range_reaches_the_rendered_cameras():
 def test_scene_levers_reach_the_rendered_scenes_and_default_to_none():
     assert DataConfig().scene_configs() == (SceneConfig(kind="room"), SceneConfig(kind="orbit"))
     config = DataConfig(num_views=[2], resolutions=[(32, 32)], batch_size=1, num_workers=0, scene_kinds=["orbit"],
-                        clutter=(3, 5), natural_textures=0.5, ambient=(0.1, 0.2), shadows=True)
+                        clutter=(3, 5), natural_textures=0.5, ambient=(0.1, 0.2), shadows=True, varied_views=0.25)
     (scene,) = config.scene_configs()
-    assert (scene.clutter, scene.natural_textures, scene.ambient, scene.shadows) == ((3, 5), 0.5, (0.1, 0.2), True)
+    assert (scene.clutter, scene.natural_textures, scene.ambient, scene.shadows, scene.varied_views) == ((3, 5), 0.5, (0.1, 0.2), True, 0.25)
     plain = _first(DataConfig(num_views=[2], resolutions=[(32, 32)], batch_size=1, num_workers=0, scene_kinds=["orbit"]))
     assert not torch.equal(_first(config).views[0]["img"], plain.views[0]["img"])
     for key, value in (("clutter", (5, 2)), ("natural_textures", 1.5), ("ambient", (0.5, 0.2))):

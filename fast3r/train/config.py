@@ -2,7 +2,8 @@
 
     steps = 2000                  # top-level keys: the run
     [model]   preset / config / init_weights / init_encoder / activation_checkpointing
-    [data]    see fast3r.train.data.DataConfig (scene levers: clutter, natural_textures, ambient, shadows)
+    [data]    see fast3r.train.data.DataConfig (scene levers: clutter, natural_textures, ambient, shadows,
+              varied_views)
     [optim]   see fast3r.train.optim.OptimConfig
     [heldout] see fast3r.train.heldout.HeldoutConfig
     [crossview] see fast3r.train.crossview.CrossViewSpec (`fast3r train-crossview` only)

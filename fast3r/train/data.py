@@ -64,7 +64,8 @@ class DataConfig:
     the defaults render the scenes as before): clutter: [low, high] small boxes and spheres per scene,
     on the floor and furniture; natural_textures: share of materials with 1/f-spectrum textures in
     photo colours; ambient: [low, high] share of ambient light (lower: stronger sun shading);
-    shadows: objects cast shadows of the sun."""
+    shadows: objects cast shadows of the sun; varied_views: share of room scenes whose orbit and arc views
+    each get their own height and aim point."""
 
     source: str = "synthetic"
     mode: str = "fresh"
@@ -90,6 +91,7 @@ class DataConfig:
     natural_textures: float = 0.0
     ambient: tuple[float, float] = (0.4, 0.55)
     shadows: bool = False
+    varied_views: float = 0.0
 
     def render_size(self) -> tuple[int, int]:
         """(height, width) that scenes are rendered at: the largest of `resolutions`, cropped to each."""
@@ -97,7 +99,8 @@ class DataConfig:
 
     def scene_configs(self) -> tuple[SceneConfig, ...]:
         """One SceneConfig per scene kind, with this config's lens and scene levers."""
-        levers = dict(clutter=tuple(self.clutter), natural_textures=self.natural_textures, ambient=tuple(self.ambient), shadows=self.shadows)
+        levers = dict(clutter=tuple(self.clutter), natural_textures=self.natural_textures, ambient=tuple(self.ambient),
+                      shadows=self.shadows, varied_views=self.varied_views)  # fmt: skip
         return tuple(SceneConfig(kind=kind, fov_deg=tuple(self.fov_deg), **levers) for kind in self.scene_kinds)
 
     def validate(self) -> None:

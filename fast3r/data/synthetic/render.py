@@ -223,7 +223,7 @@ def render_scene(
     scene = build_scene(seed, config)
     rng = np.random.default_rng([seed, 1, TRAJECTORIES.index(trajectory)])
     K = intrinsics_from_fov(rng.uniform(*config.fov_deg), height, width)
-    scene, c2w = sample_trajectory(scene, rng, num_views, trajectory)
+    scene, c2w = sample_trajectory(scene, rng, num_views, trajectory, config.varied_views)
     images, depths = render_views(scene, K, c2w, height, width, device)
     return [View(image=images[i], K=K.copy(), c2w=c2w[i], depth=depths[i], name=f"view_{i:03d}") for i in range(num_views)]
 

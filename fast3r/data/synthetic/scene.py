@@ -30,6 +30,7 @@ class SceneConfig:
     natural_textures: float = 0.0  # share of materials with natural-image statistics (natural.py) instead of procedural
     ambient: tuple[float, float] = (0.4, 0.55)  # share of light from everywhere; the rest comes from the sun
     shadows: bool = False  # objects cast shadows of the sun (one more ray per pixel); room walls do not
+    varied_views: float = 0.0  # share of room scenes whose orbit / arc views get their own heights and aim points
 
     def __post_init__(self) -> None:
         if self.kind not in SCENE_KINDS:
@@ -45,6 +46,8 @@ class SceneConfig:
             raise ValueError(f"SceneConfig.ambient must be a range within [0, 1], got {self.ambient}")
         if not 0 <= self.natural_textures <= 1:
             raise ValueError(f"SceneConfig.natural_textures must be a share in [0, 1], got {self.natural_textures}")
+        if not 0 <= self.varied_views <= 1:
+            raise ValueError(f"SceneConfig.varied_views must be a share in [0, 1], got {self.varied_views}")
 
 
 @dataclass
