@@ -38,6 +38,14 @@ def test_wide_config_crops_three_aspect_ratios_from_its_pool():
         load_train_config("configs/small_wide_224.toml", ["data.resolutions=[[224, 224], [112, 112]]"])
 
 
+def _drop_schedule(config: dict) -> None:
+    """Remove from a config dict what a stage sets for its own schedule, start and check."""
+    for key in ("steps", "seed", "out_dir", "heldout"):
+        config.pop(key)
+    config["data"].pop("curriculum_steps"), config["model"].pop("init_weights", None)
+    config["optim"].pop("warmup_fraction")
+
+
 def test_outward_stage_is_the_wide_recipe_with_outward_captures_and_random_held_out():
     wide = load_train_config("configs/small_wide_224.toml").to_dict()
     outward = load_train_config("configs/small_outward_224.toml").to_dict()
@@ -47,10 +55,7 @@ def test_outward_stage_is_the_wide_recipe_with_outward_captures_and_random_held_
     assert outward["model"].pop("init_weights") == "fast3r/weights/fast3r-small-224"
     assert outward["optim"].pop("lr") < wide["optim"].pop("lr")
     for config in (wide, outward):
-        for key in ("steps", "seed", "out_dir", "heldout"):
-            config.pop(key)
-        config["data"].pop("curriculum_steps"), config["model"].pop("init_weights", None)
-        config["optim"].pop("warmup_fraction")
+        _drop_schedule(config)
     assert outward == wide  # the rest of the recipe is the wide chain's
 
 
@@ -62,10 +67,7 @@ def test_varied_stage_is_the_wide_recipe_with_varied_room_views_and_random_held_
     assert varied["model"].pop("init_weights") == "fast3r/weights/fast3r-small-224"
     assert varied["optim"].pop("lr") < wide["optim"].pop("lr")
     for config in (wide, varied):
-        for key in ("steps", "seed", "out_dir", "heldout"):
-            config.pop(key)
-        config["data"].pop("curriculum_steps"), config["model"].pop("init_weights", None)
-        config["optim"].pop("warmup_fraction")
+        _drop_schedule(config)
     assert varied == wide  # the rest of the recipe is the wide chain's
 
 
