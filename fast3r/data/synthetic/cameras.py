@@ -177,8 +177,8 @@ def _vary_views(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The same eyes in plan, each at its own height (1-2 m), each aimed at its own point: the trajectory's
     target moved by up to 1.2 m across and put at its own height (0.3-1.5 m), kept in the room's middle.
-    (Held-out `random` rooms cost the model 32-58 RRA@15 points against `orbit` for exactly these
-    differences: BENCHMARKS.md, "Which part of `random` it fails on".)"""
+    (Each of these differences alone cost the bundled model 32-39 RRA@15 points on held-out room orbits:
+    BENCHMARKS.md, "Which part of `random` it fails on".)"""
     count = len(eyes)
     eyes = eyes.copy()
     eyes[:, 2] = rng.uniform(1.0, 2.0, size=count)
