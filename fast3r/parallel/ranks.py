@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from typing import Sequence
 
@@ -79,13 +80,7 @@ class PredictRanks:
                           self.started, os.getpid()),
                     daemon=True,
                 )
-                # The new process starts with Ctrl-C blocked (a terminal sends it to the whole process
-                # group; it would die inside its imports) and ignores it from _rank_main on.
-                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-                try:
-                    process.start()  # returns at once: the new process imports torch and loads on its own
-                finally:
-                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                start_with_sigint_blocked(process)  # returns at once: it imports torch and loads on its own
                 theirs.close()
                 self._workers.append(process)
                 self._pipes.append(ours)
@@ -192,6 +187,19 @@ class PredictRanks:
             if self._device is not None and dist.is_initialized():
                 dist.destroy_process_group()
             self._model = None
+
+
+def start_with_sigint_blocked(process: mp.Process) -> None:
+    """Start a spawned process with Ctrl-C blocked: a terminal sends it to the whole process group, and the
+    process would die inside its imports with a traceback (`_rank_main` then ignores it)."""
+    # Started first, not inside process.start(): starting the resource tracker unblocks SIGINT in the
+    # calling thread (CPython's multiprocessing.resource_tracker), which would undo the block below.
+    resource_tracker.ensure_running()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _rank_main(
