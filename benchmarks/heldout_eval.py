@@ -25,23 +25,29 @@ from fast3r.train.heldout import HeldoutConfig, evaluate_heldout
 COLUMNS = ("RRA@15_pct", "RTA@15_pct", "mAA30_fast3r_31bin_pct")
 
 
+def table_header(name_column: str) -> tuple[str, str]:
+    """The two header lines of `format_table`, the second column named `name_column`."""
+    return (f"| views | {name_column} | RRA@15 | RTA@15 | mAA(30) | point error, global / local head "
+            "| identity poses: RRA@15 | RTA@15 | mAA(30) |", "|---" * 9 + "|")  # fmt: skip
+
+
 def format_table(results: dict, view_counts: list[int]) -> str:
     """A Markdown table: per view count and trajectory, the model's figures with their 95% intervals over
     scene resamplings, and the identity baseline's figures."""
-    lines = ["| views | trajectory | RRA@15 | RTA@15 | mAA(30) | point error, global / local head "
-             "| identity poses: RRA@15 | RTA@15 | mAA(30) |", "|---" * 9 + "|"]  # fmt: skip
+    lines = list(table_header("trajectory"))
     for views in map(str, view_counts):
         metrics = results.get(views)
         if metrics is None:
             continue
         for name, row in [("all", metrics), *metrics["by_trajectory"].items()]:
-            lines.append(_table_row(views, name, row))
+            lines.append(table_row(views, name, row))
             for overlap, part in row.get("by_overlap", {}).items():
-                lines.append(_table_row(views, f"{name}, overlap {overlap} ({part['pairs']} pairs)", part))
+                lines.append(table_row(views, f"{name}, overlap {overlap} ({part['pairs']} pairs)", part))
     return "\n".join(lines)
 
 
-def _table_row(views: str, name: str, row: dict) -> str:
+def table_row(views: str, name: str, row: dict) -> str:
+    """One row of `format_table` (also `heldout_variants.py`'s): figures [95% intervals], point errors, identity."""
     intervals = row["ci95_over_scenes"]
     model = [f"{row[key]:.1f} [{intervals[key][0]:.1f}, {intervals[key][1]:.1f}]" for key in COLUMNS]
     if "point_error_global" in row:

@@ -19,22 +19,13 @@ import argparse
 import json
 from unittest import mock
 
-import numpy as np
 import torch
 
+from heldout_eval import table_header, table_row
 from fast3r.data.synthetic import cameras
 from fast3r.io.atomic import write_text_atomic
 from fast3r.model import Fast3R
 from fast3r.train.heldout import HeldoutConfig, evaluate_heldout
-
-COLUMNS = ("RRA@15_pct", "RTA@15_pct", "mAA30_fast3r_31bin_pct")
-
-
-def _room_targets(scene, rng: np.random.Generator, num_views: int) -> np.ndarray:
-    """(num_views, 3) points in the room's middle, as `random` aims at."""
-    low = np.array([0.3 * scene.room[0], 0.3 * scene.room[1], 0.3])
-    high = np.array([0.7 * scene.room[0], 0.7 * scene.room[1], 1.5])
-    return rng.uniform(low, high, size=(num_views, 3))
 
 
 def orbit_varied_heights(scene, rng, num_views):
@@ -46,7 +37,7 @@ def orbit_varied_heights(scene, rng, num_views):
 
 def orbit_own_targets(scene, rng, num_views):
     eyes, _ = cameras._orbit(scene, rng, num_views)
-    return eyes, _room_targets(scene, rng, num_views)
+    return eyes, rng.uniform(*cameras.room_middle(scene), size=(num_views, 3))
 
 
 def random_one_target(scene, rng, num_views):
@@ -75,8 +66,7 @@ def main() -> None:
     device = torch.device(args.device)
     model = Fast3R.from_pretrained(args.weights).float().to(device)
     results = {}
-    print("| variant (rooms) | RRA@15 | RTA@15 | mAA(30) | global point error | identity poses: RRA@15 |")
-    print("|---" * 6 + "|")
+    print("\n".join(table_header("variant (rooms)")))
     for name in args.variants:
         trajectory, sampler = VARIANTS[name]
         config = HeldoutConfig(view_counts=[args.views], scenes=args.scenes, trajectories=[trajectory],
@@ -85,10 +75,7 @@ def main() -> None:
         with mock.patch.dict(cameras._SAMPLERS, replaced):
             metrics = evaluate_heldout(model, config, device, bf16=device.type == "cuda", progress=False)[str(args.views)]
         results[name] = metrics
-        model_cells = [f"{metrics[key]:.1f} [{metrics['ci95_over_scenes'][key][0]:.1f}, {metrics['ci95_over_scenes'][key][1]:.1f}]"
-                       for key in COLUMNS]  # fmt: skip
-        print(f"| {name} | " + " | ".join(model_cells) + f" | {metrics['point_error_global']:.3f} | "
-              f"{metrics['identity_baseline']['RRA@15_pct']:.1f} |", flush=True)  # fmt: skip
+        print(table_row(str(args.views), name, metrics), flush=True)
     if args.out:
         write_text_atomic(args.out, json.dumps({"weights": args.weights, "scenes": args.scenes, "views": args.views,
                                                 "variants": results}, indent=2))  # fmt: skip

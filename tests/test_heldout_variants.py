@@ -1,19 +1,14 @@
 """benchmarks/heldout_variants.py: each variant changes the part of the trajectory it names, and only that."""
-import importlib.util
+import sys
+from pathlib import Path
 
 import numpy as np
-import pytest
 
 from fast3r.data.synthetic import cameras
 from fast3r.data.synthetic.scene import SceneConfig, build_scene
 
-
-@pytest.fixture(scope="module")
-def variants():
-    spec = importlib.util.spec_from_file_location("heldout_variants", "benchmarks/heldout_variants.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import heldout_variants as variants  # noqa: E402  (a script beside heldout_eval.py, not a package)
 
 
 def sample(sampler, seed=3, num_views=8):
@@ -21,7 +16,7 @@ def sample(sampler, seed=3, num_views=8):
     return scene, *sampler(scene, np.random.default_rng(seed + 100), num_views)
 
 
-def test_orbit_variants_keep_the_orbit_eyes_and_change_heights_or_targets(variants):
+def test_orbit_variants_keep_the_orbit_eyes_and_change_heights_or_targets():
     scene, eyes, targets = sample(cameras._orbit)
     _, varied_eyes, varied_targets = sample(variants.orbit_varied_heights)
     assert np.allclose(varied_eyes[:, :2], eyes[:, :2])  # same circle
@@ -34,7 +29,7 @@ def test_orbit_variants_keep_the_orbit_eyes_and_change_heights_or_targets(varian
     assert np.all(own_targets[:, :2] >= 0.3 * scene.room[:2]) and np.all(own_targets[:, :2] <= 0.7 * scene.room[:2])
 
 
-def test_random_one_target_keeps_random_eyes_and_aims_them_at_one_point(variants):
+def test_random_one_target_keeps_random_eyes_and_aims_them_at_one_point():
     _, eyes, targets = sample(cameras._random)
     _, one_eyes, one_targets = sample(variants.random_one_target)
     assert np.allclose(one_eyes, eyes)

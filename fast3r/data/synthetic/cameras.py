@@ -115,14 +115,18 @@ def _eyes_around_objects(rng: np.random.Generator, num_views: int, azimuth_windo
     return distance[:, None] * _direction(azimuth, elevation)
 
 
+def room_middle(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Corners (low, high) of the box `random` views aim into: the middle 40% of the room, 0.3-1.5 m up."""
+    return (np.array([0.3 * scene.room[0], 0.3 * scene.room[1], 0.3]),
+            np.array([0.7 * scene.room[0], 0.7 * scene.room[1], 1.5]))  # fmt: skip
+
+
 def _random(scene: Scene, rng: np.random.Generator, num_views: int) -> tuple[np.ndarray, np.ndarray]:
     """Eyes anywhere in free space, each looking at a random point in the middle of the scene."""
     if scene.room is not None:
         low, high = _room_eye_space(scene)
         eyes = rng.uniform(low, high, size=(num_views, 3))
-        target_low = np.array([0.3 * scene.room[0], 0.3 * scene.room[1], 0.3])
-        target_high = np.array([0.7 * scene.room[0], 0.7 * scene.room[1], 1.5])
-        targets = rng.uniform(target_low, target_high, size=(num_views, 3))
+        targets = rng.uniform(*room_middle(scene), size=(num_views, 3))
     else:
         eyes = _eyes_around_objects(rng, num_views, azimuth_window_deg=(90, 360))
         targets = scene.centre + rng.normal(0, 0.25, size=(num_views, 3))
@@ -182,11 +186,9 @@ def _vary_views(
     count = len(eyes)
     eyes = eyes.copy()
     eyes[:, 2] = rng.uniform(1.0, 2.0, size=count)
-    low = np.array([0.3 * scene.room[0], 0.3 * scene.room[1], 0.3])
-    high = np.array([0.7 * scene.room[0], 0.7 * scene.room[1], 1.5])
     moved = targets + np.concatenate([rng.uniform(-1.2, 1.2, size=(count, 2)), np.zeros((count, 1))], axis=1)
     moved[:, 2] = rng.uniform(0.3, 1.5, size=count)
-    return eyes, np.clip(moved, low, high)
+    return eyes, np.clip(moved, *room_middle(scene))
 
 
 _VARIED = ("orbit", "arc")  # the trajectories `_vary_views` applies to
