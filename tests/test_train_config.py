@@ -71,6 +71,17 @@ def test_varied_stage_is_the_wide_recipe_with_varied_room_views_and_random_held_
     assert varied == wide  # the rest of the recipe is the wide chain's
 
 
+def test_random_stage_is_the_varied_recipe_with_random_trained_and_outward_held_out():
+    varied = load_train_config("configs/small_varied_224.toml").to_dict()
+    stage = load_train_config("configs/small_random_224.toml").to_dict()
+    assert stage["data"].pop("trajectories") == varied["data"].pop("trajectories") + ["random"]
+    assert "outward" in stage["heldout"]["trajectories"] and "random" in stage["heldout"]["trajectories"]
+    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224" and stage["steps"] == 2400
+    for config in (varied, stage):
+        _drop_schedule(config)
+    assert stage == varied  # the rest of the recipe is the varied stage's
+
+
 def test_release_config_follows_the_recipe():
     config = load_train_config("configs/release_vitl512.toml")
     assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1
