@@ -2,11 +2,18 @@
 # One 2-GPU slot of one of issue 14's training chains, under DDP (BENCHMARKS.md, "Issue 14's wide recipe
 # from the bundled model" and what follows it). CHAIN picks the chain (default: the one whose last kept
 # slot is the bundled model):
-#   wide:    configs/small_wide_224.toml with a 20000-step schedule, from the capture-like model;
+#   wide:    configs/small_wide_224.toml with a 20000-step schedule, from the capture-like model (run to
+#            its end; its last slot was the bundled model until the random stage replaced it, so it can no
+#            longer be continued from the repository);
 #   outward: configs/small_outward_224.toml (6000 steps), from the wide chain's last slot (run to its end
 #            on 2026-11-30 and not kept, so it has no kept slot: BENCHMARKS.md);
 #   varied:  configs/small_varied_224.toml (6000 steps), the same from the wide chain's last slot, with
-#            room orbits and arcs whose views each have their own height and aim point (not yet run).
+#            room orbits and arcs whose views each have their own height and aim point (run to its end
+#            on 2026-11-30; its weights were not kept, the random stage started from them);
+#   random:  configs/small_random_224.toml (2400 steps, one slot), the varied recipe with `random` trained
+#            on, from the varied stage's last slot (put in fast3r/weights/fast3r-small-224 for the run).
+#            Its last slot is the bundled model since 2026-11-30; its schedule has run to its end, so a
+#            next stage is a new config whose init_weights is the bundled model.
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # The slot it continues is runs/slot when that holds this chain's slot (left there by the last call on a
@@ -26,12 +33,13 @@ cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast off
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:?set OUT to the folder whose files come back}
-NAME=${CHAIN:-wide}
+NAME=${CHAIN:-random}
 case $NAME in
   wide) CONFIG=configs/small_wide_224.toml; schedule=(--set steps=20000 --set data.curriculum_steps=2000) ;;
   outward) CONFIG=configs/small_outward_224.toml; schedule=() ;;
   varied) CONFIG=configs/small_varied_224.toml; schedule=() ;;
-  *) echo "CHAIN must be wide, outward or varied, got '$NAME'"; exit 2 ;;
+  random) CONFIG=configs/small_random_224.toml; schedule=() ;;
+  *) echo "CHAIN must be wide, outward, varied or random, got '$NAME'"; exit 2 ;;
 esac
 CHAIN_DIR=benchmarks/results/train_small/${NAME}_chain
 BUNDLED=fast3r/weights/fast3r-small-224

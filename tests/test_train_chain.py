@@ -39,11 +39,16 @@ def test_the_slot_assembles_from_the_bundled_weights_and_continues_the_log(tmp_p
 
 
 def test_a_slot_of_another_chain_is_not_continued(tmp_path):
-    assert assemble(tmp_path, "wide").returncode == 0
-    assert (tmp_path / "slot.chain").read_text().strip() == "wide"
+    assert assemble(tmp_path, "random").returncode == 0
+    assert (tmp_path / "slot.chain").read_text().strip() == "random"
     run = assemble(tmp_path, "outward")  # the outward stage kept no slot (not kept as the bundled model): it starts afresh
     assert run.returncode == 0, run.stdout + run.stderr
     assert "not continuing it" in run.stdout and "starts from configs/small_outward_224.toml's init_weights" in run.stdout
     assert not (tmp_path / "slot").exists() and not (tmp_path / "slot.chain").exists()
     run = assemble(tmp_path, "foo")
-    assert run.returncode == 2 and "CHAIN must be wide, outward or varied, got 'foo'" in run.stdout
+    assert run.returncode == 2 and "CHAIN must be wide, outward, varied or random, got 'foo'" in run.stdout
+
+
+def test_a_chain_whose_slot_is_no_longer_the_bundled_model_is_refused(tmp_path):
+    run = assemble(tmp_path, "wide")  # its kept slot (step 19936) was the bundled model until the random stage
+    assert run.returncode == 2 and "the bundled weights are not the chain's last slot" in run.stderr
