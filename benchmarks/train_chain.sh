@@ -13,7 +13,9 @@
 #   random:  configs/small_random_224.toml (2400 steps, one slot), the varied recipe with `random` trained
 #            on, from the varied stage's last slot (put in fast3r/weights/fast3r-small-224 for the run).
 #            Its last slot is the bundled model since 2026-11-30; its schedule has run to its end, so a
-#            next stage is a new config whose init_weights is the bundled model.
+#            next stage is a new config whose init_weights is the bundled model;
+#   random_long: configs/small_random_long_224.toml, that recipe on a 12000-step schedule from the bundled
+#            model (prepared, not yet run).
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # The slot it continues is runs/slot when that holds this chain's slot (left there by the last call on a
@@ -39,7 +41,8 @@ case $NAME in
   outward) CONFIG=configs/small_outward_224.toml; schedule=() ;;
   varied) CONFIG=configs/small_varied_224.toml; schedule=() ;;
   random) CONFIG=configs/small_random_224.toml; schedule=() ;;
-  *) echo "CHAIN must be wide, outward, varied or random, got '$NAME'"; exit 2 ;;
+  random_long) CONFIG=configs/small_random_long_224.toml; schedule=() ;;
+  *) echo "CHAIN must be wide, outward, varied, random or random_long, got '$NAME'"; exit 2 ;;
 esac
 CHAIN_DIR=benchmarks/results/train_small/${NAME}_chain
 BUNDLED=fast3r/weights/fast3r-small-224

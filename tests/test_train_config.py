@@ -82,6 +82,16 @@ def test_random_stage_is_the_varied_recipe_with_random_trained_and_outward_held_
     assert stage == varied  # the rest of the recipe is the varied stage's
 
 
+def test_long_random_stage_is_the_random_recipe_on_a_longer_schedule_from_the_bundled_model():
+    short = load_train_config("configs/small_random_224.toml").to_dict()
+    long = load_train_config("configs/small_random_long_224.toml").to_dict()
+    assert long["steps"] == 5 * short["steps"] and long["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"
+    assert long["heldout"] == short["heldout"]
+    for config in (short, long):
+        _drop_schedule(config)
+    assert long == short
+
+
 def test_release_config_follows_the_recipe():
     config = load_train_config("configs/release_vitl512.toml")
     assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1
