@@ -38,58 +38,53 @@ def test_wide_config_crops_three_aspect_ratios_from_its_pool():
         load_train_config("configs/small_wide_224.toml", ["data.resolutions=[[224, 224], [112, 112]]"])
 
 
-def _drop_schedule(config: dict) -> None:
-    """Remove from a config dict what a stage sets for its own schedule, start and check."""
-    for key in ("steps", "seed", "out_dir", "heldout"):
-        config.pop(key)
-    config["data"].pop("curriculum_steps"), config["model"].pop("init_weights", None)
-    config["optim"].pop("warmup_fraction")
+def _stage_configs(base: str, stage: str) -> tuple[dict, dict]:
+    """The config dicts of configs/BASE.toml and configs/STAGE.toml, a stage and the recipe it builds on."""
+    return tuple(load_train_config(f"configs/{name}.toml").to_dict() for name in (base, stage))
+
+
+def _assert_rest_is_the_recipe(base: dict, stage: dict) -> None:
+    """After what a test popped, the stage equals its base except for its own schedule, start and check."""
+    for config in (base, stage):
+        for key in ("steps", "seed", "out_dir", "heldout"):
+            config.pop(key)
+        config["data"].pop("curriculum_steps"), config["model"].pop("init_weights", None)
+        config["optim"].pop("warmup_fraction")
+    assert stage == base
 
 
 def test_outward_stage_is_the_wide_recipe_with_outward_captures_and_random_held_out():
-    wide = load_train_config("configs/small_wide_224.toml").to_dict()
-    outward = load_train_config("configs/small_outward_224.toml").to_dict()
+    wide, outward = _stage_configs("small_wide_224", "small_outward_224")
     trained = outward["data"].pop("trajectories")
     assert trained == wide["data"].pop("trajectories") + ["outward"] and "random" not in trained
     assert "random" in outward["heldout"]["trajectories"] and "outward" in outward["heldout"]["trajectories"]
     assert outward["model"].pop("init_weights") == "fast3r/weights/fast3r-small-224"
     assert outward["optim"].pop("lr") < wide["optim"].pop("lr")
-    for config in (wide, outward):
-        _drop_schedule(config)
-    assert outward == wide  # the rest of the recipe is the wide chain's
+    _assert_rest_is_the_recipe(wide, outward)
 
 
 def test_varied_stage_is_the_wide_recipe_with_varied_room_views_and_random_held_out():
-    wide = load_train_config("configs/small_wide_224.toml").to_dict()
-    varied = load_train_config("configs/small_varied_224.toml").to_dict()
+    wide, varied = _stage_configs("small_wide_224", "small_varied_224")
     assert varied["data"].pop("varied_views") == 0.5 and wide["data"].pop("varied_views") == 0.0
     assert "random" not in varied["data"]["trajectories"] and "random" in varied["heldout"]["trajectories"]
     assert varied["model"].pop("init_weights") == "fast3r/weights/fast3r-small-224"
     assert varied["optim"].pop("lr") < wide["optim"].pop("lr")
-    for config in (wide, varied):
-        _drop_schedule(config)
-    assert varied == wide  # the rest of the recipe is the wide chain's
+    _assert_rest_is_the_recipe(wide, varied)
 
 
 def test_random_stage_is_the_varied_recipe_with_random_trained_and_outward_held_out():
-    varied = load_train_config("configs/small_varied_224.toml").to_dict()
-    stage = load_train_config("configs/small_random_224.toml").to_dict()
+    varied, stage = _stage_configs("small_varied_224", "small_random_224")
     assert stage["data"].pop("trajectories") == varied["data"].pop("trajectories") + ["random"]
     assert "outward" in stage["heldout"]["trajectories"] and "random" in stage["heldout"]["trajectories"]
     assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224" and stage["steps"] == 2400
-    for config in (varied, stage):
-        _drop_schedule(config)
-    assert stage == varied  # the rest of the recipe is the varied stage's
+    _assert_rest_is_the_recipe(varied, stage)
 
 
 def test_long_random_stage_is_the_random_recipe_on_a_longer_schedule_from_the_bundled_model():
-    short = load_train_config("configs/small_random_224.toml").to_dict()
-    long = load_train_config("configs/small_random_long_224.toml").to_dict()
+    short, long = _stage_configs("small_random_224", "small_random_long_224")
     assert long["steps"] == 5 * short["steps"] and long["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"
     assert long["heldout"] == short["heldout"]
-    for config in (short, long):
-        _drop_schedule(config)
-    assert long == short
+    _assert_rest_is_the_recipe(short, long)
 
 
 def test_release_config_follows_the_recipe():
