@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One 2-GPU slot of one of issue 14's training chains, under DDP (BENCHMARKS.md, "Issue 14's wide recipe
-# from the bundled model" and what follows it). CHAIN picks the chain (default: the one whose last kept
-# slot is the bundled model):
+# One slot of one of issue 14's training chains, under DDP on 2 GPUs unless GPUS says otherwise
+# (BENCHMARKS.md, "Issue 14's wide recipe from the bundled model" and what follows it). CHAIN picks the
+# chain (default: the one whose last kept slot is the bundled model):
 #   wide:    configs/small_wide_224.toml with a 20000-step schedule, from the capture-like model (run to
 #            its end; its last slot was the bundled model until the random stage replaced it, so it can no
 #            longer be continued from the repository);
@@ -12,12 +12,15 @@
 #            on 2026-11-30; its weights were not kept, the random stage started from them);
 #   random:  configs/small_random_224.toml (2400 steps, one slot), the varied recipe with `random` trained
 #            on, from the varied stage's last slot (put in fast3r/weights/fast3r-small-224 for the run).
-#            Its last slot is the bundled model since 2026-11-30; its schedule has run to its end, so a
-#            next stage is a new config whose init_weights is the bundled model;
-#   random_long: configs/small_random_long_224.toml, that recipe on a 12000-step schedule from the bundled
-#            model (prepared, not yet run).
+#            Its last slot was the bundled model from 2026-11-30 until the long stage replaced it;
+#   random_long: configs/small_random_long_224.toml, that recipe on an 8000-step schedule from the random
+#            stage's last slot (2026-12-01: one 2-GPU slot, then two 1-GPU slots). Its last slot, the
+#            schedule's end, is the bundled model, so a next stage is a new config whose init_weights is
+#            the bundled model.
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
+# GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
+# sees half the samples of a 2-GPU step.
 # The slot it continues is runs/slot when that holds this chain's slot (left there by the last call on a
 # still-warm machine, or carried; runs/slot.chain names its chain). Otherwise it is assembled from what
 # the repository holds: the bundled model, which is the chain's last kept slot's fp16 weights (checked
@@ -35,7 +38,7 @@ cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast off
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:?set OUT to the folder whose files come back}
-NAME=${CHAIN:-random}
+NAME=${CHAIN:-random_long}
 case $NAME in
   wide) CONFIG=configs/small_wide_224.toml; schedule=(--set steps=20000 --set data.curriculum_steps=2000) ;;
   outward) CONFIG=configs/small_outward_224.toml; schedule=() ;;
@@ -73,7 +76,7 @@ fi
 [ -n "${ASSEMBLE_ONLY:-}" ] && exit 0
 mkdir -p runs
 compile=(); [ -n "${COMPILE:-}" ] && compile=(--set "compile=\"$COMPILE\"")  # e.g. COMPILE=default
-env GPUS=2 SLOTS=1 "${slot_in[@]}" CONFIG=$CONFIG TIME_LIMIT_MINUTES=${MIN:-8.0} \
+env GPUS=${GPUS:-2} SLOTS=1 "${slot_in[@]}" CONFIG=$CONFIG TIME_LIMIT_MINUTES=${MIN:-8.0} \
   TRAIN_WORK=/tmp/train_chain benchmarks/train_small.sh runs/chain_out "${schedule[@]}" \
   --set data.num_workers=15 --set data.pool_scenes_per_step=${POOL_RATE:-0.75} \
   "${compile[@]}" 2>&1 | tee runs/chain.log

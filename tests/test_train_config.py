@@ -82,7 +82,7 @@ def test_random_stage_is_the_varied_recipe_with_random_trained_and_outward_held_
 
 def test_long_random_stage_is_the_random_recipe_on_a_longer_schedule_from_the_bundled_model():
     short, long = _stage_configs("small_random_224", "small_random_long_224")
-    assert long["steps"] == 5 * short["steps"] and long["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"
+    assert long["steps"] == 8000 > short["steps"] and long["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"
     assert long["heldout"] == short["heldout"]
     _assert_rest_is_the_recipe(short, long)
 
