@@ -257,3 +257,32 @@ def test_bad_input_gets_a_clear_error(model, views, message):
 def test_wrong_number_of_image_ids(model):
     with pytest.raises(ValueError, match="2 entries for 3 views"):
         model(images((32, 32), (32, 32), (32, 32)), image_ids=[0, 1])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_rope_rotation_is_the_fp32_rotation_rounded_once(dtype):
+    """RoPE2D.rotate computes in fp32 without an fp32 copy of x: bit-identical to rotating the copy."""
+    from fast3r.model.layers import RoPE2D
+
+    generator = torch.Generator().manual_seed(3)
+    x = (torch.randn(2, 4, 30, 16, generator=generator) * 5).to(dtype)
+    positions = torch.randint(0, 40, (30, 2), generator=generator)
+    cos, sin = RoPE2D().cos_sin(positions, 16)
+    x32 = x.float()
+    y1, y2, x1, x2 = x32.chunk(4, dim=-1)
+    expected = (x32 * cos + torch.cat([-y2, y1, -x2, x1], dim=-1) * sin).to(dtype)
+    rotated = RoPE2D.rotate(x, cos, sin)
+    assert rotated.dtype == dtype
+    assert torch.equal(rotated, expected)
+
+
+def test_upsampling_through_nchw_keeps_the_values_and_the_layout():
+    """dpt.upsample2x's CUDA path (NCHW between two copies), run on the CPU: same values, still channels-last."""
+    from fast3r.model.dpt import upsample2x
+
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=torch.channels_last)
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+    through_nchw = upsample2x(x, via_nchw=True)
+    assert through_nchw.is_contiguous(memory_format=torch.channels_last) and not through_nchw.is_contiguous()
+    torch.testing.assert_close(through_nchw, expected, rtol=0, atol=1e-6)
+    assert torch.equal(upsample2x(x), expected)  # the CPU keeps PyTorch's own channels-last kernel
