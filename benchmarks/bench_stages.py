@@ -12,9 +12,9 @@ ViT-L/512 with random weights, bf16, random images at 512x384, outputs kept on t
 3. One fusion layer's attention with q, k, v as the model makes them (strided views of one qkv projection)
    against contiguous copies.
 4. `--profile-views V`: the 25 CUDA kernels that take longest in one pass over V views (torch.profiler).
-5. `--compare`: the whole pass twice in this process, once with the code and options of 2026-11-30 (RoPE,
-   the attention's q, k, v and the heads' upsampling as "before") and once as now with the fastest options
-   of the sweeps; outputs compared.
+5. `--compare`: the whole pass twice in this process, once with the code and options of 2026-11-30 (RoPE
+   and the attention's q, k, v as "before") and once as now with the fastest options of the sweeps;
+   outputs compared.
 Prints one JSON line per measurement and writes them all to --out.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 import torch
 
 from bench_model import random_model
-from fast3r.model import DTYPES, Fast3R, Fast3RConfig, RunOptions, dpt, layers
+from fast3r.model import DTYPES, Fast3R, Fast3RConfig, RunOptions, layers
 
 
 def rotate_before(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -50,26 +50,19 @@ def attention_forward_before(self, x, rope=None, query_chunk=None):
     return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
 
 
-def upsample_before(x: torch.Tensor) -> torch.Tensor:
-    """`dpt.upsample2x` as it was until 2026-12-01: in the map's own layout (channels-last in the heads)."""
-    return torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-
-
 @contextmanager
-def code_as_of(when: str, parts: tuple[str, ...] = ("rope", "attention", "upsample")):
+def code_as_of(when: str, parts: tuple[str, ...] = ("rope", "attention")):
     """Run the model as its code is ("now") or was until 2026-12-01 ("before"): the RoPE rotation, the
-    attention's q, k, v layout, the heads' upsampling, or several (`parts`)."""
-    rotate, forward, upsample = layers.RoPE2D.rotate, layers.Attention.forward, dpt.upsample2x
+    attention's q, k, v layout, or both (`parts`)."""
+    rotate, forward = layers.RoPE2D.rotate, layers.Attention.forward
     if when == "before" and "rope" in parts:
         layers.RoPE2D.rotate = staticmethod(rotate_before)
     if when == "before" and "attention" in parts:
         layers.Attention.forward = attention_forward_before
-    if when == "before" and "upsample" in parts:
-        dpt.upsample2x = upsample_before
     try:
         yield
     finally:
-        layers.RoPE2D.rotate, layers.Attention.forward, dpt.upsample2x = staticmethod(rotate), forward, upsample
+        layers.RoPE2D.rotate, layers.Attention.forward = staticmethod(rotate), forward
 
 
 @contextmanager

@@ -275,14 +275,3 @@ def test_rope_rotation_is_the_fp32_rotation_rounded_once(dtype):
     assert rotated.dtype == dtype
     assert torch.equal(rotated, expected)
 
-
-def test_upsampling_through_nchw_keeps_the_values_and_the_layout():
-    """dpt.upsample2x's CUDA path (NCHW between two copies), run on the CPU: same values, still channels-last."""
-    from fast3r.model.dpt import upsample2x
-
-    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=torch.channels_last)
-    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-    through_nchw = upsample2x(x, via_nchw=True)
-    assert through_nchw.is_contiguous(memory_format=torch.channels_last) and not through_nchw.is_contiguous()
-    torch.testing.assert_close(through_nchw, expected, rtol=0, atol=1e-6)
-    assert torch.equal(upsample2x(x), expected)  # the CPU keeps PyTorch's own channels-last kernel

@@ -10,23 +10,6 @@ from torch import nn
 from .config import HeadConfig
 
 
-def upsample2x(x: torch.Tensor, via_nchw: bool | None = None) -> torch.Tensor:
-    """Bilinear x2 with aligned corners, (B, C, h, w) -> (B, C, 2h, 2w) in x's memory layout.
-
-    via_nchw (default: on CUDA) upsamples a channels-last map in NCHW between two layout copies: PyTorch's
-    channels-last bilinear kernel was the heads' slowest part on an H200 (BENCHMARKS.md, stages of a pass)."""
-    via_nchw = x.is_cuda if via_nchw is None else via_nchw
-    if via_nchw and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        up = F.interpolate(x.contiguous(), scale_factor=2, mode="bilinear", align_corners=True)
-        return up.contiguous(memory_format=torch.channels_last)
-    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-
-
-class Upsample2x(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upsample2x(x)
-
-
 class ResidualConvUnit(nn.Module):
     def __init__(self, features: int):
         super().__init__()
@@ -50,7 +33,8 @@ class FusionBlock(nn.Module):
         if skip is not None:
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
-        return self.out_conv(upsample2x(x))
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        return self.out_conv(x)
 
 
 class Scratch(nn.Module):
@@ -84,7 +68,7 @@ class DPT(nn.Module):
         self.scratch = Scratch(config.layer_dims, config.feature_dim)
         self.head = nn.Sequential(
             nn.Conv2d(config.feature_dim, config.feature_dim // 2, 3, padding=1),
-            Upsample2x(),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
             nn.Conv2d(config.feature_dim // 2, config.last_dim, 3, padding=1),
             nn.ReLU(),
             nn.Conv2d(config.last_dim, 4, 1),

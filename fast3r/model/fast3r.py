@@ -23,7 +23,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16} 
 
 @dataclass
 class RunOptions:
-    """How a forward pass is scheduled; none of these change the result.
+    """How a forward pass is scheduled; none of these change the result beyond rounding (in bf16 the matrix
+    kernels can change with a chunk's batch, and values with them by bf16 rounding: BENCHMARKS.md, stages).
 
     encoder_chunk_views: views encoded at once (per image size).
     head_chunk_views:    views decoded by the DPT heads at once.
