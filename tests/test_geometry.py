@@ -203,8 +203,8 @@ def test_synthetic_scene_cameras_recovered(scene, method):
     if method == "pnp":  # exact points: every pixel is an inlier
         assert cameras.aligned_points is None
         np.testing.assert_array_equal(cameras.num_points, 72 * 96)
-    else:  # the pixels at or above the 85th confidence percentile
-        assert (np.abs(cameras.num_points - 0.15 * 72 * 96) <= 2).all()
+    else:  # the pixels at or above the median confidence, weighted by it
+        assert (np.abs(cameras.num_points - 0.5 * 72 * 96) <= 2).all()
 
 
 def test_arbitrary_scales_of_the_two_heads(scene):
@@ -315,15 +315,31 @@ def test_unusable_view_falls_back_to_identity_with_warning(scene):
     np.testing.assert_array_equal(aligned.c2w[3], np.eye(4))
 
 
-def test_align_uses_only_confident_pixels(scene):
+def test_align_keeps_only_pixels_at_or_above_the_percentile(scene):
     global_points = scene.global_points.clone()
     confidence = torch.ones(global_points.shape[:3])
-    confidence[:, :20] = 0.0  # 28% of pixels: below the 85th percentile
+    confidence[:, :20] = 0.5  # 28% of pixels: below the 50th percentile
     global_points[:, :20] += 5.0  # and badly wrong there
-    result = align_local_to_global(scene.local_points, global_points, confidence)
+    result = align_local_to_global(scene.local_points, global_points, confidence, conf_percentile=50.0)
     assert (result.num_points == 52 * 96).all()
     for index in range(len(scene.c2w)):
         assert rotation_error_deg(result.c2w[index].numpy(), scene.c2w[index]) < 1e-3
+
+
+def test_align_weighs_pixels_by_both_heads_confidences(scene):
+    """Wrong global points that the global head trusts but the local head does not: the local confidence
+    must take them out of the fit (and without it they must spoil it, or the test shows nothing)."""
+    global_points = scene.global_points.clone()
+    global_points[:, :20] = global_points[:, :20] * 1.5 + 2.0  # 28% of pixels badly wrong
+    confidence = torch.ones(global_points.shape[:3])
+    local_confidence = torch.ones(global_points.shape[:3])
+    local_confidence[:, :20] = 1e-9
+    weighted = align_local_to_global(scene.local_points, global_points, confidence, local_confidence=local_confidence)
+    global_only = align_local_to_global(scene.local_points, global_points, confidence)  # all tie at the median
+    assert (weighted.num_points == 72 * 96).all()
+    for index in range(1, len(scene.c2w)):
+        assert rotation_error_deg(weighted.c2w[index].numpy(), scene.c2w[index]) < 1e-3
+        assert rotation_error_deg(global_only.c2w[index].numpy(), scene.c2w[index]) > 0.5
 
 
 def test_pose_from_pnp_on_one_view(scene):

@@ -255,7 +255,7 @@ def cameras_from_pointmaps(
     method: Method = "auto",
     shared_focal: bool = False,
     focal: float | Sequence[float] | ArrayLike | None = None,
-    conf_percentile: float = 85.0,
+    conf_percentile: float = 50.0,
     focal_conf_percentile: float = 10.0,
     focal_sweep: bool = False,
     pnp: PnPConfig = PnPConfig(),
@@ -273,7 +273,9 @@ def cameras_from_pointmaps(
     method:
       "align": per view, Umeyama Sim(3) from the local pointmap onto the global one on the pixels whose
         global confidence is at or above that view's `conf_percentile` (all valid pixels when fewer than 3
-        pass; identity below 3). Its rotation and translation are the camera-to-world pose. Batched torch.
+        pass), each weighted by its global confidence times its local confidence (`local_confidence`, when
+        given); identity below 3 weighted pixels. Its rotation and translation are the camera-to-world
+        pose. Batched torch.
       "pnp": the release's path: solvePnPRansac (SQPNP, `pnp.iterations`, `pnp.reprojection_error` px) on
         the global pointmap and its pixel grid, pixels subsampled to `pnp.max_points`; identity on failure.
       "auto": "align" when local pointmaps are given, else "pnp".
@@ -335,6 +337,7 @@ def cameras_from_pointmaps(
                 group.local_points[part],
                 group.global_points[part],
                 group.confidence[part],
+                local_confidence=None if group.local_confidence is None else group.local_confidence[part],
                 conf_percentile=conf_percentile,
                 return_aligned=return_aligned_points,
             )
