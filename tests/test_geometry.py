@@ -337,7 +337,7 @@ def test_align_weighs_pixels_by_both_heads_confidences(scene):
     weighted = align_local_to_global(scene.local_points, global_points, confidence, local_confidence=local_confidence)
     global_only = align_local_to_global(scene.local_points, global_points, confidence)  # all tie at the median
     assert (weighted.num_points == 72 * 96).all()
-    for index in range(1, len(scene.c2w)):
+    for index in range(len(scene.c2w)):
         assert rotation_error_deg(weighted.c2w[index].numpy(), scene.c2w[index]) < 1e-3
         assert rotation_error_deg(global_only.c2w[index].numpy(), scene.c2w[index]) > 0.5
 

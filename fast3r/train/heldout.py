@@ -212,8 +212,8 @@ def evaluate_heldout(
             "image_ids": config.image_ids,
             "trajectories": list(config.trajectories),
             "scene_kinds": list(config.scene_kinds),
-            "camera_method": "cameras_from_pointmaps auto: local-to-global Sim(3) alignment, each pixel "
-                             "weighted by both heads' confidences",
+            "camera_method": "cameras_from_pointmaps auto: local-to-global Sim(3) alignment on the pixels at or "
+                             "above the view's median global confidence, each weighted by both heads' confidences",
             "pairs": "pooled over scenes",
             **({"overlap_bins": [list(b[:2]) for b in OVERLAP_BINS]} if config.by_overlap else {}),
         }
