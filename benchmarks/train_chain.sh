@@ -16,7 +16,9 @@
 #   random_long: configs/small_random_long_224.toml, that recipe on an 8000-step schedule from the random
 #            stage's last slot (2026-12-01: one 2-GPU slot, then two 1-GPU slots). Its last slot, the
 #            schedule's end, is the bundled model, so a next stage is a new config whose init_weights is
-#            the bundled model.
+#            the bundled model;
+#   random_rooms: configs/small_random_rooms_224.toml (7200 steps), from the long stage's end, with `random`
+#            rooms drawn more often (2026-12-01, on one H200).
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
@@ -45,7 +47,8 @@ case $NAME in
   varied) CONFIG=configs/small_varied_224.toml; schedule=() ;;
   random) CONFIG=configs/small_random_224.toml; schedule=() ;;
   random_long) CONFIG=configs/small_random_long_224.toml; schedule=() ;;
-  *) echo "CHAIN must be wide, outward, varied, random or random_long, got '$NAME'"; exit 2 ;;
+  random_rooms) CONFIG=configs/small_random_rooms_224.toml; schedule=() ;;
+  *) echo "CHAIN must be wide, outward, varied, random, random_long or random_rooms, got '$NAME'"; exit 2 ;;
 esac
 CHAIN_DIR=benchmarks/results/train_small/${NAME}_chain
 BUNDLED=fast3r/weights/fast3r-small-224
