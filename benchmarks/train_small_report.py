@@ -5,9 +5,9 @@ Missing pieces (a failed run) are reported in results.json instead of stopping t
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 
 from fast3r.io.atomic import write_text_atomic
@@ -61,4 +61,11 @@ def main(out_dir: str, runs: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", help="folder for results.json, train_log.csv and curves.png")
+    parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR", help="each run's name and output folder")
+    args = parser.parse_args()
+    bad = [item for item in args.runs if "=" not in item]
+    if bad:
+        parser.error(f"runs must be NAME=RUN_DIR, got {bad[0]!r}")
+    main(args.out_dir, args.runs)
