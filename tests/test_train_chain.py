@@ -41,8 +41,8 @@ def test_the_slot_assembles_from_the_bundled_weights_and_continues_the_log(tmp_p
 
 
 def test_a_slot_of_another_chain_is_not_continued(tmp_path):
-    assert assemble(tmp_path, "random_long").returncode == 0
-    assert (tmp_path / "slot.chain").read_text().strip() == "random_long"
+    assert assemble(tmp_path, "random_rooms").returncode == 0
+    assert (tmp_path / "slot.chain").read_text().strip() == "random_rooms"
     run = assemble(tmp_path, "outward")  # the outward stage kept no slot (not kept as the bundled model): it starts afresh
     assert run.returncode == 0, run.stdout + run.stderr
     assert "not continuing it" in run.stdout and "starts from configs/small_outward_224.toml's init_weights" in run.stdout
@@ -51,7 +51,7 @@ def test_a_slot_of_another_chain_is_not_continued(tmp_path):
     assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long or random_rooms, got 'foo'" in run.stdout
 
 
-@pytest.mark.parametrize("chain", ["wide", "random"])  # their kept slots were the bundled model before the long stage
+@pytest.mark.parametrize("chain", ["wide", "random", "random_long"])  # kept slots that were the bundled model before
 def test_a_chain_whose_slot_is_no_longer_the_bundled_model_is_refused(tmp_path, chain):
     run = assemble(tmp_path, chain)
     assert run.returncode == 2 and "the bundled weights are not the chain's last slot" in run.stderr

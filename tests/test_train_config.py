@@ -87,6 +87,18 @@ def test_long_random_stage_is_the_random_recipe_on_a_longer_schedule_from_the_bu
     _assert_rest_is_the_recipe(short, long)
 
 
+def test_rooms_stage_draws_random_rooms_more_often_on_new_scenes_at_a_lower_lr():
+    long, rooms = _stage_configs("small_random_long_224", "small_random_rooms_224")
+    assert rooms["data"].pop("scene_kinds") == ["room", "room", "orbit"] and long["data"].pop("scene_kinds") == ["room", "orbit"]
+    trained = rooms["data"].pop("trajectories")
+    assert sorted(set(trained)) == sorted(long["data"].pop("trajectories")) and trained.count("random") == 2
+    assert "outward" not in trained and rooms["heldout"] == long["heldout"]
+    new_scenes = rooms["data"].pop("seed_base")  # past any scene index the earlier stages reached, below the eval sets' 10M
+    assert long["data"].pop("seed_base") + 20000 * long["data"]["batch_size"] < new_scenes < 10_000_000
+    assert rooms["optim"].pop("lr") < long["optim"].pop("lr")
+    _assert_rest_is_the_recipe(long, rooms)
+
+
 def test_release_config_follows_the_recipe():
     config = load_train_config("configs/release_vitl512.toml")
     assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1
