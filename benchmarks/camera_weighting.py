@@ -23,7 +23,7 @@ from fast3r.geometry import cameras_from_pointmaps
 from fast3r.geometry.align import alignment_mask
 from fast3r.geometry.umeyama import umeyama_batched
 from fast3r.model import Fast3R
-from fast3r.train.heldout import HeldoutConfig, _image_ids, heldout_trajectory, heldout_views, views_to_tensors
+from fast3r.train.heldout import HeldoutConfig, heldout_image_ids, heldout_trajectory, heldout_views, views_to_tensors
 
 COLUMNS = ("RRA@15_pct", "RTA@15_pct", "mAA30_fast3r_31bin_pct")
 
@@ -75,7 +75,7 @@ def main() -> None:
             family = heldout_trajectory(config, index)[1]
             images, _ = views_to_tensors(views, "cpu")
             generator = torch.Generator().manual_seed(config.seed_base + index)
-            preds = model(images, image_ids=_image_ids(config.image_ids, args.views), generator=generator)
+            preds = model(images, image_ids=heldout_image_ids(config.image_ids, args.views), generator=generator)
             g, c, l, cl = (torch.cat([p[key] for p in preds])
                            for key in ("pts3d_in_other_view", "conf", "pts3d_local", "conf_local"))
             truth = np.stack([view.c2w for view in views])

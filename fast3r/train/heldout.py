@@ -90,7 +90,8 @@ def heldout_views(config: HeldoutConfig, index: int, num_views: int) -> list[Vie
     return render_scene(seed, num_views, height, width, trajectory, config.render_device, SceneConfig(kind=kind))
 
 
-def _image_ids(mode: str, num_views: int) -> list[float] | str | None:
+def heldout_image_ids(mode: str, num_views: int) -> list[float] | str | None:
+    """The model's `image_ids` argument for `HeldoutConfig.image_ids`: None spreads them over the index table."""
     if mode == "sequential":
         return [float(i) for i in range(num_views)]
     return "random" if mode == "random" else None
@@ -227,7 +228,7 @@ def evaluate_heldout(
                 views = heldout_views(config, index, num_views)
                 images, targets = views_to_tensors(views, device)
                 generator = torch.Generator().manual_seed(config.seed_base + index)
-                ids = _image_ids(config.image_ids, num_views)
+                ids = heldout_image_ids(config.image_ids, num_views)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 start = time.perf_counter()
