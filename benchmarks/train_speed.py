@@ -3,7 +3,9 @@
     python benchmarks/train_speed.py --preset small --views 8 --size 224 --batch 8 16 --steps 20
     python benchmarks/train_speed.py --no-render --batch 16 --compile "" default reduce-overhead
     python benchmarks/train_speed.py --no-render --batch 16 --heads-layout channels_last nchw
-Prints one JSON line per measurement.
+    python benchmarks/train_speed.py --no-render --batch 16 --profile 25
+Prints one JSON line per measurement; --profile N also prints the N ops taking the most GPU time over
+the timed steps (torch.profiler, self time), which says what bounds a step.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def render_rate(views: int, size: int, device: str, workers: int, scenes: int) -
 
 def step_rate(
     preset: str, views: int, size: int, batch: int, steps: int, checkpointing: bool, compile_mode: str,
-    device_name: str = "cuda", heads_layout: str = "channels_last",
+    device_name: str = "cuda", heads_layout: str = "channels_last", profile_rows: int = 0,
 ) -> dict:
     """Seconds per optimiser step on one batch, after 3 warm-up steps (which include any compilation).
     compile_mode: "" runs eager; otherwise torch.compile(mode=...) of the model and the loss, as the
@@ -71,11 +73,15 @@ def step_rate(
     synchronize = torch.cuda.synchronize if cuda else lambda: None
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    activities = [torch.profiler.ProfilerActivity.CUDA if cuda else torch.profiler.ProfilerActivity.CPU]
+    profiler = torch.profiler.profile(activities=activities) if profile_rows else None
     began = time.perf_counter()
     for index in range(steps + 3):
         if index == 3:
             synchronize()
             warmup = time.perf_counter() - began
+            if profiler is not None:
+                profiler.start()
             start = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             preds = forward(images, image_ids=image_ids)
@@ -83,6 +89,10 @@ def step_rate(
         optimiser_step(loss, model, optimizer, scheduler, optim.grad_clip)
     synchronize()
     seconds = (time.perf_counter() - start) / steps
+    if profiler is not None:
+        profiler.stop()
+        sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        print(profiler.key_averages().table(sort_by=sort_by, row_limit=profile_rows), flush=True)
     return {
         "what": "train_step", "preset": preset, "views": views, "size": size, "batch": batch,
         "checkpointing": checkpointing, "compile": compile_mode or "eager", "heads_layout": heads_layout, "warmup_s": warmup,
@@ -106,6 +116,8 @@ def main() -> None:
     parser.add_argument("--heads-layout", nargs="+", choices=["channels_last", "nchw"], default=["channels_last"],
                         help="nchw: the DPT heads' layout before 2026-11-30")
     parser.add_argument("--no-render", action="store_true", help="skip the rendering measurement")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also print the N ops with the most GPU time over the timed steps (slows them)")
     parser.add_argument("--step-device", default="cuda", help="where the step is timed (cpu: a smoke run)")
     args = parser.parse_args()
     for device in () if args.no_render else ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
@@ -117,7 +129,7 @@ def main() -> None:
             for mode in args.compile:
                 for layout in args.heads_layout:
                     row = step_rate(args.preset, args.views, args.size, batch, args.steps, args.checkpointing, mode,
-                                    args.step_device, layout)
+                                    args.step_device, layout, args.profile)
                     print(json.dumps(row), flush=True)
 
 

@@ -275,3 +275,34 @@ def test_rope_rotation_is_the_fp32_rotation_rounded_once(dtype):
     assert rotated.dtype == dtype
     assert torch.equal(rotated, expected)
 
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 5), (14, 10)])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_upsampling_by_matrix_products_is_bilinear_with_aligned_corners(size, layout):
+    """The GPU's bf16 path of the DPT upsampling (two matrix products) against `F.interpolate`: values and
+    gradients in fp32, and within bf16's rounding in bf16; the output stays channels-last."""
+    from fast3r.model.dpt import _upsample2x_by_products
+
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 6, *size, generator=generator).to(memory_format=layout).requires_grad_()
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+    upsampled = _upsample2x_by_products(x)
+    assert upsampled.shape == expected.shape == (2, 6, 2 * size[0], 2 * size[1])
+    torch.testing.assert_close(upsampled, expected, rtol=1e-5, atol=1e-5)
+    grad_out = torch.randn(expected.shape, generator=generator)
+    (grad_expected,) = torch.autograd.grad(expected, x, grad_out)
+    (grad,) = torch.autograd.grad(upsampled, x, grad_out)
+    torch.testing.assert_close(grad, grad_expected, rtol=1e-5, atol=1e-5)
+    low = _upsample2x_by_products(x.detach().bfloat16())
+    # bf16 keeps 8 significant bits: weights, the width pass and the output are each rounded once.
+    assert (low.float() - expected).abs().max() <= 3 * 2**-8 * x.abs().max()
+    if layout == torch.channels_last:
+        assert upsampled.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_upsampling_off_the_gpu_is_torchs_own():
+    from fast3r.model.dpt import upsample2x
+
+    x = torch.randn(2, 4, 6, 9).bfloat16()
+    assert torch.equal(upsample2x(x), F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True))

@@ -155,3 +155,23 @@ def test_accepts_collated_dicts_and_checks_view_counts():
     small = _scene(num_views=1, size=2)[0][0]
     with pytest.raises(ValueError, match="views of one size"):
         pointmap_loss(_preds(global_truth, local), [*targets[:2], small])
+
+
+@pytest.mark.parametrize("transforms, views", [(3, 3), (1, 3), (3, 1)])
+def test_rigid_transforms_broadcast_over_views(transforms, views):
+    """`_transform` applies each view's (or the one shared) world-to-camera transform to every pixel."""
+    from fast3r.train.loss import _transform
+
+    generator = torch.Generator().manual_seed(2)
+    world_to_camera = torch.stack(
+        [torch.stack([torch.linalg.inv(_c2w(0.3 * b + 0.7 * n, (b, -n, 2.0))) for n in range(transforms)]) for b in range(2)]
+    ).double()  # (2, transforms, 4, 4)
+    points = torch.randn(2, views, 3, 4, 3, generator=generator) * 10
+    moved = _transform(world_to_camera, points)
+    assert moved.shape == (2, max(transforms, views), 3, 4, 3) and moved.dtype == torch.float32
+    for b in range(2):
+        for n in range(max(transforms, views)):
+            pose = world_to_camera[b, min(n, transforms - 1)]
+            flat = points[b, min(n, views - 1)].reshape(-1, 3).double()
+            expected = flat @ pose[:3, :3].T + pose[:3, 3]
+            torch.testing.assert_close(moved[b, n].reshape(-1, 3), expected.float(), rtol=1e-6, atol=1e-5)

@@ -10,6 +10,50 @@ from torch import nn
 from .config import HeadConfig
 
 
+def _bilinear_weights(size: int, device: torch.device) -> torch.Tensor:
+    """(2 * size, size) fp32: bilinear x2 upsampling along one axis with align_corners=True, with the
+    weights torch's own kernel computes (source position = dst * (size - 1) / (2 * size - 1) in fp32)."""
+    scale = (size - 1) / (2 * size - 1)
+    source = torch.arange(2 * size, device=device, dtype=torch.float32) * scale
+    low = source.long().clamp(max=size - 1)  # (2 * size,)
+    high = (low + 1).clamp(max=size - 1)
+    frac = source - low
+    columns = torch.arange(size, device=device)
+    return (1 - frac)[:, None] * (columns == low[:, None]) + frac[:, None] * (columns == high[:, None])
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2 upsampling of (B, C, h, w) maps with align_corners=True, as `F.interpolate`.
+
+    On a GPU in bf16 / fp16 it runs as two matrix products over the channels-last map (along the width,
+    then the height): torch's bilinear kernels there took 15% of a training step of the small model (their
+    backward accumulates with atomics), the products a fraction of that (BENCHMARKS.md). Their weights are
+    rounded to the input's precision, a difference of the order of that precision's own rounding. fp32
+    and the CPU keep `F.interpolate`.
+    """
+    if x.device.type == "cuda" and x.dtype in (torch.bfloat16, torch.float16):
+        return _upsample2x_by_products(x)
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+
+
+def _upsample2x_by_products(x: torch.Tensor) -> torch.Tensor:
+    """`upsample2x` as two matrix products (any device and dtype; the channels-last layout is kept)."""
+    batch, channels, height, width = x.shape
+    along_h = _bilinear_weights(height, x.device).to(x.dtype)  # (2h, h)
+    along_w = _bilinear_weights(width, x.device).to(x.dtype)  # (2w, w)
+    nhwc = x.permute(0, 2, 3, 1)  # (B, h, w, C): a view of a channels-last map
+    wide = torch.matmul(along_w, nhwc)  # (B, h, 2w, C)
+    tall = torch.matmul(along_h, wide.reshape(batch, height, 2 * width * channels))  # (B, 2h, 2w * C)
+    return tall.view(batch, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)  # (B, C, 2h, 2w)
+
+
+class Upsample2x(nn.Module):
+    """`upsample2x` as a layer (no parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upsample2x(x)
+
+
 class ResidualConvUnit(nn.Module):
     def __init__(self, features: int):
         super().__init__()
@@ -33,8 +77,7 @@ class FusionBlock(nn.Module):
         if skip is not None:
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-        return self.out_conv(x)
+        return self.out_conv(upsample2x(x))
 
 
 class Scratch(nn.Module):
@@ -68,7 +111,7 @@ class DPT(nn.Module):
         self.scratch = Scratch(config.layer_dims, config.feature_dim)
         self.head = nn.Sequential(
             nn.Conv2d(config.feature_dim, config.feature_dim // 2, 3, padding=1),
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+            Upsample2x(),
             nn.Conv2d(config.feature_dim // 2, config.last_dim, 3, padding=1),
             nn.ReLU(),
             nn.Conv2d(config.last_dim, 4, 1),

@@ -37,9 +37,13 @@ class ViewTarget:
 def _transform(world_to_camera: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """Rigid transforms (B, N, 4, 4) applied to points (B, N, H, W, 3) (either N may be 1), in float64
     then back to float32."""
-    rotation = world_to_camera[..., None, None, :3, :3]  # (B, N, 1, 1, 3, 3)
+    batch = torch.broadcast_shapes(world_to_camera.shape[:2], points.shape[:2])  # (B, N)
+    rotation = world_to_camera[..., :3, :3].expand(*batch, 3, 3)  # (B, N, 3, 3)
+    points = points.expand(*batch, *points.shape[2:])  # (B, N, H, W, 3)
     translation = world_to_camera[..., None, None, :3, 3]  # (B, N, 1, 1, 3)
-    moved = (rotation @ points.double()[..., None])[..., 0] + translation
+    # One batched matrix product per (B, N) view rather than one 3x3 product per pixel (which ran as
+    # thousands of small GEMV calls on a GPU: 10% of a training step of the small model).
+    moved = torch.einsum("bnij,bnhwj->bnhwi", rotation, points.double()) + translation
     return moved.float()
 
 
