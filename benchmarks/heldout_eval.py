@@ -9,6 +9,8 @@ bf16 autocast on CUDA. Prints RRA@15 / RTA@15 / mAA(30) in percent for all scene
 (normalised distances, as in the loss), each beside the identity-pose baseline on the same scenes (every
 camera predicted as view 0's). `--by-overlap` adds rows for the pairs binned by how much of one view the
 other sees (`fast3r.train.heldout.OVERLAP_BINS`): do the failures lie where the views share nothing?
+Above 8 views, rows "pairs of 8 spread views" score only the pairs of 8 views spread over the N (overall
+and per scene kind), spaced as an 8-view scene's views are on every trajectory.
 """
 from __future__ import annotations
 
@@ -43,6 +45,10 @@ def format_table(results: dict, view_counts: list[int]) -> str:
             lines.append(table_row(views, name, row))
             for overlap, part in row.get("by_overlap", {}).items():
                 lines.append(table_row(views, f"{name}, overlap {overlap} ({part['pairs']} pairs)", part))
+        for key, spread in ((key, part) for key, part in metrics.items() if key.startswith("spread_")):
+            count = key.split("_")[1]
+            for name, row in [("all", spread), *spread["by_scene_kind"].items()]:
+                lines.append(table_row(views, f"{name}, pairs of {count} spread views", row))
     return "\n".join(lines)
 
 

@@ -19,12 +19,12 @@ from fast3r.train.heldout import (
 )
 
 
-def benchmarks_table(results: dict) -> str:
+def benchmarks_table(results: dict, view_counts: tuple[int, ...] = (3,)) -> str:
     """benchmarks/heldout_eval.py's table of `results` (the script is not a package)."""
     spec = importlib.util.spec_from_file_location("heldout_eval", "benchmarks/heldout_eval.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.format_table(results, [3])
+    return module.format_table(results, list(view_counts))
 
 
 class Oracle(nn.Module):
@@ -159,3 +159,23 @@ def test_by_overlap_partitions_every_scene_set_and_reaches_the_table():
     plain = evaluate_heldout(Oracle(config), HeldoutConfig(view_counts=[3], scenes=2, trajectories=["arc", "random"],
                                                            resolution=(48, 64)), "cpu", bf16=False, progress=False)  # fmt: skip
     assert "by_overlap" not in plain["3"] and "overlap" not in benchmarks_table(plain)
+
+
+def test_spread_views_are_even_and_their_pairs_are_scored_alone():
+    from fast3r.train.heldout import SPREAD_VIEWS, _among, spread_view_indices
+
+    assert list(spread_view_indices(8)) == list(range(8))
+    assert list(spread_view_indices(128)) == [0, 18, 36, 54, 73, 91, 109, 127]
+    first, second = np.triu_indices(12, k=1)
+    spread = spread_view_indices(12)
+    kept = _among(PairErrors(np.zeros(len(first)), np.zeros(len(first)), first, second), spread)
+    assert len(kept.first) == SPREAD_VIEWS * (SPREAD_VIEWS - 1) // 2
+    assert set(kept.first) | set(kept.second) == set(spread)
+    config = HeldoutConfig(view_counts=[8, 12], scenes=2, trajectories=["walk", "handheld"], resolution=(48, 64))
+    results = evaluate_heldout(Oracle(config), config, "cpu", bf16=False, progress=False)
+    assert "spread_8_views" not in results["8"]
+    subset = results["12"]["spread_8_views"]
+    assert subset["num_pairs"] == subset["identity_baseline"]["num_pairs"] == 2 * 28
+    assert subset["RRA@5_pct"] == 100.0 and sum(row["num_pairs"] for row in subset["by_scene_kind"].values()) == 56
+    table = benchmarks_table(results, (8, 12))
+    assert "| 12 | all, pairs of 8 spread views |" in table and "| 8 | all, pairs of 8 spread views |" not in table

@@ -36,6 +36,12 @@ IMAGE_ID_MODES = ("spread", "sequential", "random")
 # Pairs binned by overlap: the larger of the two shares of one view's known points that the other sees
 # (`fast3r.data.views.visible_share`); name, lowest share, share the bin stops below.
 OVERLAP_BINS = (("<5%", 0.0, 0.05), ("5-30%", 0.05, 0.3), (">=30%", 0.3, float("inf")))
+# At N > SPREAD_VIEWS views also score the pairs of SPREAD_VIEWS views spread evenly over the N (by index).
+# On arc and walk trajectories (views evenly along a path) they are spaced as an SPREAD_VIEWS-view scene's
+# views are; on handheld ones (views scattered at random) any SPREAD_VIEWS are. Compared across N, they
+# separate what more views in the pass do to pairs like the 8-view ones from the shorter baselines that
+# denser sampling adds to the pooled pairs.
+SPREAD_VIEWS = 8
 
 
 @dataclass
@@ -141,6 +147,16 @@ def _pairs(errors: PairErrors, keep: np.ndarray) -> PairErrors:
     return PairErrors(errors.rotation_deg[keep], errors.translation_deg[keep], errors.first[keep], errors.second[keep])
 
 
+def spread_view_indices(num_views: int, count: int = SPREAD_VIEWS) -> np.ndarray:
+    """`count` indices spread evenly over 0..num_views-1, first and last included."""
+    return np.unique(np.round(np.linspace(0, num_views - 1, count)).astype(int))
+
+
+def _among(errors: PairErrors, indices: np.ndarray) -> PairErrors:
+    """The pairs of `errors` whose two views are both in `indices`."""
+    return _pairs(errors, np.isin(errors.first, indices) & np.isin(errors.second, indices))
+
+
 def _metrics_by_overlap(model: list[PairErrors], baseline: list[PairErrors], overlaps: list[np.ndarray]) -> dict:
     """{bin: pooled metrics of the pairs whose overlap falls in it, with "pairs" counted}, per OVERLAP_BINS."""
     result = {}
@@ -199,7 +215,8 @@ def evaluate_heldout(
     same pairs under "identity_baseline", the same under
     "by_trajectory" / "by_scene_kind" for the scenes of each trajectory / kind, mean loss, mean seconds per
     forward pass, scene count, and failed_scenes (no cameras could be recovered: their pairs count as
-    errors of 180 / 90 degrees). Runs in eval mode and restores the mode after.
+    errors of 180 / 90 degrees). At N > SPREAD_VIEWS also the metrics (overall and by kind) of only the
+    pairs of SPREAD_VIEWS spread views, under "spread_8_views". Runs in eval mode and restores the mode after.
     """
     config.validate()
     device = torch.device(device)
@@ -259,6 +276,15 @@ def evaluate_heldout(
                 names = [family[part] for family in families]
                 metrics[key] = {name: _pooled_metrics(errors, baseline, point_errors, [n == name for n in names], overlaps)
                                 for name in dict.fromkeys(names)}  # fmt: skip
+            if num_views > SPREAD_VIEWS:
+                spread = spread_view_indices(num_views)
+                kinds = [heldout_trajectory(config, index)[0] for index in range(config.scenes)]
+                subset, subset_baseline = [_among(e, spread) for e in errors], [_among(b, spread) for b in baseline]
+                metrics[f"spread_{SPREAD_VIEWS}_views"] = {
+                    **_pooled_metrics(subset, subset_baseline, None, [True] * len(errors)),
+                    "by_scene_kind": {kind: _pooled_metrics(subset, subset_baseline, None, [k == kind for k in kinds])
+                                      for kind in dict.fromkeys(kinds)},
+                }  # fmt: skip
             metrics.update(
                 loss=float(np.mean(losses)),
                 seconds_per_forward=float(np.mean(seconds)),
