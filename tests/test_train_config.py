@@ -99,6 +99,15 @@ def test_rooms_stage_draws_random_rooms_more_often_on_new_scenes_at_a_lower_lr()
     _assert_rest_is_the_recipe(long, rooms)
 
 
+def test_fresh_rooms_stage_is_the_rooms_recipe_on_new_scenes_only():
+    rooms, fresh = _stage_configs("small_random_rooms_224", "small_fresh_rooms_224")
+    new_scenes = fresh["data"].pop("seed_base")  # past the rooms stage's scenes, below the eval sets' 10M
+    assert rooms["data"].pop("seed_base") + 20000 * rooms["data"]["batch_size"] < new_scenes < 10_000_000
+    assert fresh["heldout"] == rooms["heldout"] and fresh["steps"] == rooms["steps"] and fresh["seed"] != rooms["seed"]
+    assert fresh["optim"]["warmup_fraction"] == rooms["optim"]["warmup_fraction"]
+    _assert_rest_is_the_recipe(rooms, fresh)
+
+
 def test_release_config_follows_the_recipe():
     config = load_train_config("configs/release_vitl512.toml")
     assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1
