@@ -171,6 +171,16 @@ def test_cli_parsers(tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_curves_trailing_mean_skips_gaps_and_lags_no_more_than_its_window():
+    from fast3r.train.curves import trailing_mean
+
+    nan = float("nan")
+    assert trailing_mean([1.0, 3.0, nan, 5.0], 2) == [1.0, 2.0, 3.0, 5.0]
+    assert trailing_mean([4.0, 4.0, 4.0], 1) == [4.0, 4.0, 4.0]
+    means = trailing_mean([nan, nan, 2.0], 2)
+    assert means[0] != means[0] and means[1] != means[1] and means[2] == 2.0  # NaN until a value is seen
+
+
 def test_empty_config_and_unknown_keys_are_refused_in_one_line(tmp_path, capsys):
     from fast3r.cli import main
 

@@ -15,13 +15,26 @@ class CurvesUnavailable(RuntimeError):
     """matplotlib is missing."""
 
 
+SMOOTHING_POINTS = 40  # a curve's trailing mean spans 1/40 of its logged points (single batches are noisy)
+
+
 def _column(rows: list[dict[str, str]], key: str) -> list[float]:
     return [float(row[key]) if row.get(key) not in (None, "") else math.nan for row in rows]
 
 
+def trailing_mean(values: list[float], window: int) -> list[float]:
+    """Mean of each value and the window - 1 before it, skipping NaN (NaN where all of them are)."""
+    means = []
+    for index in range(len(values)):
+        finite = [v for v in values[max(0, index - window + 1) : index + 1] if not math.isnan(v)]
+        means.append(sum(finite) / len(finite) if finite else math.nan)
+    return means
+
+
 def plot_training_curves(logs: Mapping[str, str | os.PathLike], png_path: str | os.PathLike) -> Path:
     """One figure: total loss (left) and mean normalised point distance of both heads (right, log
-    scale) against step, one line per log. `logs` maps a label to a train_log.csv path."""
+    scale) against step, one line per log: each logged batch faint, a trailing mean over 1/40 of the
+    log's points solid. `logs` maps a label to a train_log.csv path."""
     try:
         import matplotlib
 
@@ -37,10 +50,18 @@ def plot_training_curves(logs: Mapping[str, str | os.PathLike], png_path: str | 
         if not rows:
             raise ValueError(f"{path} has no logged steps")
         steps = _column(rows, "step")
-        (line,) = loss_axis.plot(steps, _column(rows, "loss"), label=label)
-        colour = line.get_color()
-        dist_axis.plot(steps, _column(rows, "dist_global"), color=colour, label=f"{label}: global head")
-        dist_axis.plot(steps, _column(rows, "dist_local"), color=colour, linestyle="--", label=f"{label}: local head")
+        window = max(1, len(rows) // SMOOTHING_POINTS)
+
+        def draw(axis, key: str, **style):
+            values = _column(rows, key)
+            (line,) = axis.plot(steps, trailing_mean(values, window), **style)
+            if window > 1:
+                axis.plot(steps, values, color=line.get_color(), linestyle=style.get("linestyle", "-"), alpha=0.2, linewidth=0.7)
+            return line.get_color()
+
+        colour = draw(loss_axis, "loss", label=label)
+        draw(dist_axis, "dist_global", color=colour, label=f"{label}: global head")
+        draw(dist_axis, "dist_local", color=colour, linestyle="--", label=f"{label}: local head")
     loss_axis.set(xlabel="step", ylabel="loss (conf-weighted, alpha 0.2)", title="training loss")
     dist_axis.set(xlabel="step", ylabel="mean normalised point distance", title="point error (no confidence)", yscale="log")
     for axis in (loss_axis, dist_axis):
