@@ -22,7 +22,7 @@ import torch
 from fast3r.data.synthetic import TRAJECTORIES
 from fast3r.io.atomic import write_text_atomic
 from fast3r.model import Fast3R
-from fast3r.train.heldout import HeldoutConfig, evaluate_heldout
+from fast3r.train.heldout import SPREAD_VIEWS, HeldoutConfig, evaluate_heldout
 
 COLUMNS = ("RRA@15_pct", "RTA@15_pct", "mAA30_fast3r_31bin_pct")
 
@@ -45,10 +45,10 @@ def format_table(results: dict, view_counts: list[int]) -> str:
             lines.append(table_row(views, name, row))
             for overlap, part in row.get("by_overlap", {}).items():
                 lines.append(table_row(views, f"{name}, overlap {overlap} ({part['pairs']} pairs)", part))
-        for key, spread in ((key, part) for key, part in metrics.items() if key.startswith("spread_")):
-            count = key.split("_")[1]
+        spread = metrics.get(f"spread_{SPREAD_VIEWS}_views")  # only above SPREAD_VIEWS views
+        if spread is not None:
             for name, row in [("all", spread), *spread["by_scene_kind"].items()]:
-                lines.append(table_row(views, f"{name}, pairs of {count} spread views", row))
+                lines.append(table_row(views, f"{name}, pairs of {SPREAD_VIEWS} spread views", row))
     return "\n".join(lines)
 
 

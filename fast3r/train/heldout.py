@@ -278,7 +278,7 @@ def evaluate_heldout(
                                 for name in dict.fromkeys(names)}  # fmt: skip
             if num_views > SPREAD_VIEWS:
                 spread = spread_view_indices(num_views)
-                kinds = [heldout_trajectory(config, index)[0] for index in range(config.scenes)]
+                kinds = [family[0] for family in families]
                 subset, subset_baseline = [_among(e, spread) for e in errors], [_among(b, spread) for b in baseline]
                 metrics[f"spread_{SPREAD_VIEWS}_views"] = {
                     **_pooled_metrics(subset, subset_baseline, None, [True] * len(errors)),
