@@ -108,6 +108,18 @@ def test_fresh_rooms_stage_is_the_rooms_recipe_on_new_scenes_only():
     _assert_rest_is_the_recipe(rooms, fresh)
 
 
+def test_wide_baseline_stage_draws_orbit_and_random_more_often_on_new_scenes():
+    rooms, stage = _stage_configs("small_random_rooms_224", "small_wide_baseline_224")
+    trained = stage["data"].pop("trajectories")
+    assert sorted(set(trained)) == sorted(set(rooms["data"].pop("trajectories")))
+    assert (trained.count("orbit"), trained.count("random"), trained.count("arc")) == (3, 4, 1)
+    new_scenes = stage["data"].pop("seed_base")  # past the fresh rooms stage's scenes, below the eval sets' 10M
+    fresh_scenes = load_train_config("configs/small_fresh_rooms_224.toml").data.seed_base
+    assert rooms["data"].pop("seed_base") < fresh_scenes and fresh_scenes + 20000 * rooms["data"]["batch_size"] < new_scenes < 10_000_000
+    assert stage["heldout"] == rooms["heldout"] and stage["steps"] == rooms["steps"] and stage["seed"] != rooms["seed"]
+    _assert_rest_is_the_recipe(rooms, stage)
+
+
 def test_release_config_follows_the_recipe():
     config = load_train_config("configs/release_vitl512.toml")
     assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1
