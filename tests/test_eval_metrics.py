@@ -11,11 +11,13 @@ from fast3r.eval import neighbors
 from fast3r.eval.neighbors import NearestNeighbors, estimate_normals, nearest_neighbor
 from fast3r.eval.pose import (
     AUC_vggt_30bin,
+    PairErrors,
     histc,
     identity_baseline_metrics,
     interval_over_samples,
     mAA_fast3r_31bin,
     metrics_from_errors,
+    paired_difference,
     pose_metrics,
     relative_pose_errors,
 )
@@ -183,6 +185,26 @@ def test_interval_over_samples_spans_the_spread_between_samples():
     pooled = metrics_from_errors(*(np.concatenate(part) for part in zip(*mixed)))
     low, high = interval["mAA30_fast3r_31bin_pct"]
     assert low < pooled["mAA30_fast3r_31bin_pct"] < high
+
+
+def test_paired_difference_cancels_what_the_samples_share():
+    rng = np.random.default_rng(0)
+    # 40 scenes, half easy and half hard; the second model's errors are the first's, 20% smaller.
+    levels = np.concatenate([rng.uniform(0, 30, 20), rng.uniform(60, 120, 20)])
+    pairs = np.arange(6)
+    first = [PairErrors(*(np.clip(level + rng.uniform(-10, 10, 6), 0, None) for _ in range(2)), pairs, pairs) for level in levels]
+    second = [PairErrors(e.rotation_deg * 0.8, e.translation_deg * 0.8, pairs, pairs) for e in first]
+    same = paired_difference(first, first)
+    assert all(row["difference"] == 0.0 and row["ci95"] == [0.0, 0.0] for row in same.values())
+    better = paired_difference(first, second)
+    own = interval_over_samples([e.rotation_deg for e in first], [e.translation_deg for e in first])
+    for key, row in better.items():
+        assert row["difference"] == pytest.approx(row["second"] - row["first"]) and row["difference"] > 0, key
+        assert 0.0 < row["ci95"][0] <= row["difference"] <= row["ci95"][1], key  # better on every draw
+        # Pairing cancels which scenes were drawn: the difference is surer than either model's figure.
+        assert row["ci95"][1] - row["ci95"][0] < (own[key][1] - own[key][0]) / 2, key
+    with pytest.raises(ValueError, match="same samples"):
+        paired_difference(first, second[:-1])
 
 
 def test_pose_metrics_reject_bad_input():

@@ -202,6 +202,62 @@ def _pooled_metrics(
     return result
 
 
+def heldout_settings(config: HeldoutConfig) -> dict:
+    """What a held-out result was measured on: scenes, seeds, size, image indices, families, camera method."""
+    return {
+        "scenes_per_view_count": config.scenes,
+        "seed_base": config.seed_base,
+        "resolution": list(config.resolution),
+        "image_ids": config.image_ids,
+        "trajectories": list(config.trajectories),
+        "scene_kinds": list(config.scene_kinds),
+        "camera_method": "cameras_from_pointmaps auto: local-to-global Sim(3) alignment on the pixels at or "
+                         "above the view's median global confidence, each weighted by both heads' confidences",
+        "pairs": "pooled over scenes",
+        **({"overlap_bins": [list(b[:2]) for b in OVERLAP_BINS]} if config.by_overlap else {}),
+    }
+
+
+@dataclass
+class SceneScore:
+    """A model's result on one held-out scene."""
+
+    errors: PairErrors  # every pair's errors; 180 / 90 degrees for all pairs when `failed`
+    loss: float  # the training loss on the scene's views
+    point_errors: tuple[float, float]  # mean normalised point distance, global and local head (nan: none)
+    seconds: float  # the forward pass
+    failed: bool  # no cameras could be recovered from the pointmaps
+
+
+@torch.no_grad()
+def score_scene(
+    model: torch.nn.Module, views: list[View], config: HeldoutConfig, index: int, device: torch.device, bf16: bool
+) -> SceneScore:
+    """Run `model` once on the views of held-out scene `index` (`heldout_views`) and score its cameras."""
+    images, targets = views_to_tensors(views, device)
+    generator = torch.Generator().manual_seed(config.seed_base + index)
+    ids = heldout_image_ids(config.image_ids, len(views))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        preds = model(images, image_ids=ids, generator=generator)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    loss, parts = pointmap_loss(preds, targets)
+    point_errors = (float(parts["dist_global"]), float(parts.get("dist_local", np.nan)))
+    truth = np.stack([view.c2w for view in views])
+    try:
+        errors, failed = relative_pose_errors(_camera_poses(preds), truth), False
+    except ValueError:  # e.g. pointmaps of an untrained model with no usable point
+        worst = identity_baseline_errors(truth)
+        errors = PairErrors(np.full_like(worst.rotation_deg, 180.0), np.full_like(worst.translation_deg, 90.0),
+                            worst.first, worst.second)  # fmt: skip
+        failed = True
+    return SceneScore(errors, float(loss), point_errors, seconds, failed)
+
+
 @torch.no_grad()
 def evaluate_heldout(
     model: torch.nn.Module, config: HeldoutConfig, device: torch.device | str, bf16: bool = True, progress: bool = True
@@ -222,20 +278,7 @@ def evaluate_heldout(
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    results: dict = {
-        "settings": {
-            "scenes_per_view_count": config.scenes,
-            "seed_base": config.seed_base,
-            "resolution": list(config.resolution),
-            "image_ids": config.image_ids,
-            "trajectories": list(config.trajectories),
-            "scene_kinds": list(config.scene_kinds),
-            "camera_method": "cameras_from_pointmaps auto: local-to-global Sim(3) alignment on the pixels at or "
-                             "above the view's median global confidence, each weighted by both heads' confidences",
-            "pairs": "pooled over scenes",
-            **({"overlap_bins": [list(b[:2]) for b in OVERLAP_BINS]} if config.by_overlap else {}),
-        }
-    }
+    results: dict = {"settings": heldout_settings(config)}
     try:
         for num_views in config.view_counts:
             errors, baseline, point_errors, losses, seconds, failed = [], [], [], [], [], 0
@@ -243,29 +286,13 @@ def evaluate_heldout(
             desc = f"held-out {num_views} views"
             for index in tqdm(range(config.scenes), desc=desc, disable=not progress, leave=False):
                 views = heldout_views(config, index, num_views)
-                images, targets = views_to_tensors(views, device)
-                generator = torch.Generator().manual_seed(config.seed_base + index)
-                ids = heldout_image_ids(config.image_ids, num_views)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                start = time.perf_counter()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    preds = model(images, image_ids=ids, generator=generator)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                seconds.append(time.perf_counter() - start)
-                loss, parts = pointmap_loss(preds, targets)
-                losses.append(float(loss))
-                point_errors.append((float(parts["dist_global"]), float(parts.get("dist_local", np.nan))))
-                truth = np.stack([view.c2w for view in views])
-                baseline.append(identity_baseline_errors(truth))
-                try:
-                    errors.append(relative_pose_errors(_camera_poses(preds), truth))
-                except ValueError:  # e.g. pointmaps of an untrained model with no usable point
-                    failed += 1
-                    worst = baseline[-1]
-                    errors.append(PairErrors(np.full_like(worst.rotation_deg, 180.0), np.full_like(worst.translation_deg, 90.0),
-                                             worst.first, worst.second))  # fmt: skip
+                baseline.append(identity_baseline_errors(np.stack([view.c2w for view in views])))
+                score = score_scene(model, views, config, index, device, bf16)
+                errors.append(score.errors)
+                losses.append(score.loss)
+                point_errors.append(score.point_errors)
+                seconds.append(score.seconds)
+                failed += score.failed
                 if overlaps is not None:
                     overlaps.append(pair_overlap(views, baseline[-1]))
             if not errors:
