@@ -17,13 +17,15 @@
 #            stage's last slot (2026-12-01: one 2-GPU slot, then two 1-GPU slots). Its last slot was the
 #            bundled model until the random_rooms stage replaced it;
 #   random_rooms: configs/small_random_rooms_224.toml (7200 steps), from the long stage's end, with `random`
-#            rooms drawn more often (2026-12-01, two slots on one H200). Its last slot, the schedule's end,
-#            is the bundled model, so a next stage is a new config whose init_weights is the bundled model;
+#            rooms drawn more often (2026-12-01, two slots on one H200). Its last slot was the bundled model
+#            until the wide_baseline stage replaced it;
 #   fresh_rooms: configs/small_fresh_rooms_224.toml (7200 steps), the rooms stage's recipe on new scenes,
 #            from the rooms stage's end (run 2026-12-01, two slots on one H200; not kept, so it has no
 #            kept slot and starts again from the bundled model);
 #   wide_baseline: configs/small_wide_baseline_224.toml (7200 steps), from the rooms stage's end, with
-#            `orbit` and `random` drawn more often still.
+#            `orbit` and `random` drawn more often still (2026-12-01, two slots on one H200). Its last slot,
+#            the schedule's end, is the bundled model, so a next stage is a new config whose init_weights
+#            is the bundled model.
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
@@ -45,7 +47,7 @@ cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast off
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:?set OUT to the folder whose files come back}
-NAME=${CHAIN:-random_rooms}
+NAME=${CHAIN:-wide_baseline}
 case $NAME in
   wide) CONFIG=configs/small_wide_224.toml; schedule=(--set steps=20000 --set data.curriculum_steps=2000) ;;
   outward) CONFIG=configs/small_outward_224.toml; schedule=() ;;

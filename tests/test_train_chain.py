@@ -41,8 +41,8 @@ def test_the_slot_assembles_from_the_bundled_weights_and_continues_the_log(tmp_p
 
 
 def test_a_slot_of_another_chain_is_not_continued(tmp_path):
-    assert assemble(tmp_path, "random_rooms").returncode == 0
-    assert (tmp_path / "slot.chain").read_text().strip() == "random_rooms"
+    assert assemble(tmp_path, "wide_baseline").returncode == 0
+    assert (tmp_path / "slot.chain").read_text().strip() == "wide_baseline"
     run = assemble(tmp_path, "outward")  # the outward stage kept no slot (not kept as the bundled model): it starts afresh
     assert run.returncode == 0, run.stdout + run.stderr
     assert "not continuing it" in run.stdout and "starts from configs/small_outward_224.toml's init_weights" in run.stdout
