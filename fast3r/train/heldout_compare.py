@@ -40,8 +40,10 @@ def compare_heldout(
     in config.view_counts. Both models run in eval mode; their modes are restored after."""
     config.validate()
     device = torch.device(device)
-    modes = [model.training for model in (first, second)]
-    first.eval(), second.eval()
+    models = (first, second)
+    modes = [model.training for model in models]
+    for model in models:
+        model.eval()
     results: dict = {"settings": heldout_settings(config)}
     try:
         for num_views in config.view_counts:
@@ -50,7 +52,7 @@ def compare_heldout(
             for index in tqdm(range(config.scenes), desc=f"compare {num_views} views", disable=not progress, leave=False):
                 views = heldout_views(config, index, num_views)
                 baseline.append(identity_baseline_errors(np.stack([view.c2w for view in views])))
-                for model, scored in zip((first, second), errors):
+                for model, scored in zip(models, errors):
                     scored.append(score_scene(model, views, config, index, device, bf16).errors)
             metrics = _differences(*errors, baseline, [True] * config.scenes)
             families = [heldout_trajectory(config, index) for index in range(config.scenes)]  # (kind, trajectory)
@@ -60,5 +62,6 @@ def compare_heldout(
                                 for name in dict.fromkeys(names)}  # fmt: skip
             results[str(num_views)] = metrics
     finally:
-        first.train(modes[0]), second.train(modes[1])
+        for model, mode in zip(models, modes):
+            model.train(mode)
     return results
