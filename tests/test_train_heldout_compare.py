@@ -11,7 +11,9 @@ from test_train_heldout import Oracle
 def test_compare_finds_where_the_second_model_is_better():
     config = HeldoutConfig(view_counts=[3], scenes=8, trajectories=["arc", "handheld"], resolution=(48, 64))
     blind, exact = Oracle(config, blind_to="handheld"), Oracle(config)  # identity poses on handheld scenes
+    exact.eval()
     results = compare_heldout(blind, exact, config, "cpu", bf16=False, progress=False)
+    assert blind.training and not exact.training, "each model's mode is restored"
     metrics = results["3"]
     arc, handheld = metrics["by_trajectory"]["arc"], metrics["by_trajectory"]["handheld"]
     assert arc["scenes"] == handheld["scenes"] == 4 and metrics["scenes"] == 8
