@@ -18,7 +18,7 @@ import json
 import numpy as np
 import torch
 
-from fast3r.eval.pose import metrics_from_errors, relative_pose_errors
+from fast3r.eval.pose import pooled_metrics, relative_pose_errors
 from fast3r.geometry import cameras_from_pointmaps
 from fast3r.geometry.align import alignment_mask
 from fast3r.geometry.umeyama import umeyama_batched
@@ -85,8 +85,7 @@ def main() -> None:
     for name, by_family in errors.items():
         table[name] = {}
         for family, parts in [*by_family.items(), ("all", sum(by_family.values(), []))]:
-            metrics = metrics_from_errors(np.concatenate([e.rotation_deg for e in parts]),
-                                          np.concatenate([e.translation_deg for e in parts]))
+            metrics = pooled_metrics(parts)
             table[name][family] = [round(metrics[key], 1) for key in COLUMNS]
         print(name, table[name], flush=True)
     if args.out:

@@ -163,6 +163,20 @@ def metrics_from_errors(rotation_deg: np.ndarray, translation_deg: np.ndarray) -
     return metrics
 
 
+def pooled_metrics(errors: list[PairErrors]) -> dict[str, float]:
+    """`metrics_from_errors` of the pairs of several samples (scenes) pooled."""
+    return metrics_from_errors(np.concatenate([e.rotation_deg for e in errors]),
+                               np.concatenate([e.translation_deg for e in errors]))  # fmt: skip
+
+
+INTERVAL_METRICS = ("RRA@15_pct", "RTA@15_pct", "mAA30_fast3r_31bin_pct")  # the metrics given 95% intervals
+
+
+def _interval(drawn: list[float]) -> list[float]:
+    """The central 95% of bootstrap draws."""
+    return [float(np.percentile(drawn, 2.5)), float(np.percentile(drawn, 97.5))]
+
+
 def interval_over_samples(
     rotation_deg: list[np.ndarray], translation_deg: list[np.ndarray], draws: int = 1000, seed: int = 0
 ) -> dict[str, list[float]]:
@@ -170,14 +184,14 @@ def interval_over_samples(
     are drawn again with replacement: how much the pooled figures owe to which samples were drawn.
     One array of pair errors per sample; {metric: [low, high]}."""
     rng = np.random.default_rng(seed)
-    values: dict[str, list[float]] = {"RRA@15_pct": [], "RTA@15_pct": [], "mAA30_fast3r_31bin_pct": []}
+    values: dict[str, list[float]] = {key: [] for key in INTERVAL_METRICS}
     for _ in range(draws):
         picked = rng.integers(0, len(rotation_deg), size=len(rotation_deg))
         metrics = metrics_from_errors(np.concatenate([rotation_deg[i] for i in picked]),
                                       np.concatenate([translation_deg[i] for i in picked]))  # fmt: skip
         for key, drawn in values.items():
             drawn.append(metrics[key])
-    return {key: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for key, v in values.items()}
+    return {key: _interval(drawn) for key, drawn in values.items()}
 
 
 def paired_difference(
@@ -191,23 +205,15 @@ def paired_difference(
     if len(first) != len(second) or any(a.rotation_deg.shape != b.rotation_deg.shape for a, b in zip(first, second)):
         raise ValueError("paired_difference needs the same samples, with the same pairs, for both")
     rng = np.random.default_rng(seed)
-    keys = ("RRA@15_pct", "RTA@15_pct", "mAA30_fast3r_31bin_pct")
-
-    def pooled(errors: list[PairErrors], picked: np.ndarray) -> dict[str, float]:
-        return metrics_from_errors(np.concatenate([errors[i].rotation_deg for i in picked]),
-                                   np.concatenate([errors[i].translation_deg for i in picked]))  # fmt: skip
-
-    everything = np.arange(len(first))
-    a, b = pooled(first, everything), pooled(second, everything)
-    drawn: dict[str, list[float]] = {key: [] for key in keys}
+    a, b = pooled_metrics(first), pooled_metrics(second)
+    drawn: dict[str, list[float]] = {key: [] for key in INTERVAL_METRICS}
     for _ in range(draws):
         picked = rng.integers(0, len(first), size=len(first))
-        da, db = pooled(first, picked), pooled(second, picked)
-        for key in keys:
+        da, db = pooled_metrics([first[i] for i in picked]), pooled_metrics([second[i] for i in picked])
+        for key in INTERVAL_METRICS:
             drawn[key].append(db[key] - da[key])
-    return {key: {"first": a[key], "second": b[key], "difference": b[key] - a[key],
-                  "ci95": [float(np.percentile(drawn[key], 2.5)), float(np.percentile(drawn[key], 97.5))]}
-            for key in keys}  # fmt: skip
+    return {key: {"first": a[key], "second": b[key], "difference": b[key] - a[key], "ci95": _interval(drawn[key])}
+            for key in INTERVAL_METRICS}  # fmt: skip
 
 
 def pose_metrics(c2w_pred: np.ndarray | torch.Tensor, c2w_gt: np.ndarray | torch.Tensor) -> dict[str, float]:

@@ -23,7 +23,7 @@ from fast3r.eval.pose import (
     PairErrors,
     identity_baseline_errors,
     interval_over_samples,
-    metrics_from_errors,
+    pooled_metrics,
     relative_pose_errors,
 )
 from fast3r.geometry import cameras_from_pointmaps
@@ -185,14 +185,9 @@ def _pooled_metrics(
     def kept(per_scene: list) -> list:
         return [item for item, keep in zip(per_scene, chosen) if keep]
 
-    def pooled(errors: list[PairErrors]) -> dict[str, float]:
-        return metrics_from_errors(
-            np.concatenate([e.rotation_deg for e in errors]), np.concatenate([e.translation_deg for e in errors])
-        )
-
     scenes = kept(model)
     interval = interval_over_samples([e.rotation_deg for e in scenes], [e.translation_deg for e in scenes])
-    result = {**pooled(scenes), "ci95_over_scenes": interval, "identity_baseline": pooled(kept(baseline))}
+    result = {**pooled_metrics(scenes), "ci95_over_scenes": interval, "identity_baseline": pooled_metrics(kept(baseline))}
     if point_errors is not None:
         global_error, local_error = np.mean(kept(point_errors), axis=0)
         result["point_error_global"] = float(global_error)

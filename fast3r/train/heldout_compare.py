@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fast3r.eval.pose import PairErrors, identity_baseline_errors, metrics_from_errors, paired_difference
+from fast3r.eval.pose import PairErrors, identity_baseline_errors, paired_difference, pooled_metrics
 
 from .heldout import HeldoutConfig, heldout_settings, heldout_trajectory, heldout_views, score_scene
 
@@ -20,10 +20,8 @@ from .heldout import HeldoutConfig, heldout_settings, heldout_trajectory, heldou
 def _differences(first: list[PairErrors], second: list[PairErrors], baseline: list[PairErrors], chosen: list[bool]) -> dict:
     """paired_difference of the chosen scenes, their count, and the identity baseline's pooled metrics."""
     keep = [index for index, chosen_scene in enumerate(chosen) if chosen_scene]
-    identity = metrics_from_errors(np.concatenate([baseline[i].rotation_deg for i in keep]),
-                                   np.concatenate([baseline[i].translation_deg for i in keep]))  # fmt: skip
     return {**paired_difference([first[i] for i in keep], [second[i] for i in keep]),
-            "scenes": len(keep), "identity_baseline": identity}  # fmt: skip
+            "scenes": len(keep), "identity_baseline": pooled_metrics([baseline[i] for i in keep])}  # fmt: skip
 
 
 @torch.no_grad()
