@@ -25,7 +25,9 @@
 #   wide_baseline: configs/small_wide_baseline_224.toml (7200 steps), from the rooms stage's end, with
 #            `orbit` and `random` drawn more often still (2026-12-01, two slots on one H200). Its last slot,
 #            the schedule's end, is the bundled model, so a next stage is a new config whose init_weights
-#            is the bundled model.
+#            is the bundled model;
+#   wide_random: configs/small_wide_random_224.toml (9000 steps), from the wide-baseline stage's end, with
+#            half the samples `random`; run with POOL_RATE=0.5.
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
@@ -57,7 +59,8 @@ case $NAME in
   random_rooms) CONFIG=configs/small_random_rooms_224.toml; schedule=() ;;
   fresh_rooms) CONFIG=configs/small_fresh_rooms_224.toml; schedule=() ;;
   wide_baseline) CONFIG=configs/small_wide_baseline_224.toml; schedule=() ;;
-  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms or wide_baseline, got '$NAME'"; exit 2 ;;
+  wide_random) CONFIG=configs/small_wide_random_224.toml; schedule=() ;;
+  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline or wide_random, got '$NAME'"; exit 2 ;;
 esac
 CHAIN_DIR=benchmarks/results/train_small/${NAME}_chain
 BUNDLED=fast3r/weights/fast3r-small-224

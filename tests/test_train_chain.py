@@ -48,7 +48,7 @@ def test_a_slot_of_another_chain_is_not_continued(tmp_path):
     assert "not continuing it" in run.stdout and "starts from configs/small_outward_224.toml's init_weights" in run.stdout
     assert not (tmp_path / "slot").exists() and not (tmp_path / "slot.chain").exists()
     run = assemble(tmp_path, "foo")
-    assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms or wide_baseline, got 'foo'" in run.stdout
+    assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline or wide_random, got 'foo'" in run.stdout
 
 
 @pytest.mark.parametrize("chain", ["wide", "random", "random_long"])  # kept slots that were the bundled model before

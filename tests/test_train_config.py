@@ -120,6 +120,17 @@ def test_wide_baseline_stage_draws_orbit_and_random_more_often_on_new_scenes():
     _assert_rest_is_the_recipe(rooms, stage)
 
 
+def test_wide_random_stage_draws_random_half_the_time_on_new_scenes_for_longer():
+    base, stage = _stage_configs("small_wide_baseline_224", "small_wide_random_224")
+    trained = stage["data"].pop("trajectories")
+    assert sorted(set(trained)) == sorted(set(base["data"].pop("trajectories")))
+    assert (trained.count("random") / len(trained), trained.count("orbit"), trained.count("arc")) == (0.5, 5, 1)
+    new_scenes = stage["data"].pop("seed_base")  # past the wide-baseline stage's scenes, below the eval sets' 10M
+    assert base["data"].pop("seed_base") + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+    assert stage["heldout"] == base["heldout"] and stage["steps"] > base["steps"] and stage["seed"] != base["seed"]
+    _assert_rest_is_the_recipe(base, stage)
+
+
 def test_release_config_follows_the_recipe():
     config = load_train_config("configs/release_vitl512.toml")
     assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1
