@@ -27,7 +27,7 @@
 #            the schedule's end, is the bundled model, so a next stage is a new config whose init_weights
 #            is the bundled model;
 #   wide_random: configs/small_wide_random_224.toml (9000 steps), from the wide-baseline stage's end, with
-#            half the samples `random`; run with POOL_RATE=0.5.
+#            half the samples `random`, at its config's pool rate (0.5).
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
@@ -59,9 +59,15 @@ case $NAME in
   random_rooms) CONFIG=configs/small_random_rooms_224.toml; schedule=() ;;
   fresh_rooms) CONFIG=configs/small_fresh_rooms_224.toml; schedule=() ;;
   wide_baseline) CONFIG=configs/small_wide_baseline_224.toml; schedule=() ;;
-  wide_random) CONFIG=configs/small_wide_random_224.toml; schedule=() ;;
+  wide_random) CONFIG=configs/small_wide_random_224.toml; schedule=(); pool_rate=config ;;
   *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline or wide_random, got '$NAME'"; exit 2 ;;
 esac
+# The chains before wide_random ran at 0.75 new scenes per step whatever their configs say; POOL_RATE overrides.
+case ${POOL_RATE:-${pool_rate:-0.75}} in
+  config) pool=() ;;
+  *) pool=(--set data.pool_scenes_per_step=${POOL_RATE:-${pool_rate:-0.75}}) ;;
+esac
+echo "$NAME: new scenes per step: ${pool[1]:-data.pool_scenes_per_step of $CONFIG}"
 CHAIN_DIR=benchmarks/results/train_small/${NAME}_chain
 BUNDLED=fast3r/weights/fast3r-small-224
 SLOT=${SLOT_DIR:-runs/slot}
@@ -93,7 +99,7 @@ mkdir -p runs
 compile=(); [ -n "${COMPILE:-}" ] && compile=(--set "compile=\"$COMPILE\"")  # e.g. COMPILE=default
 env GPUS=${GPUS:-2} SLOTS=1 "${slot_in[@]}" CONFIG=$CONFIG TIME_LIMIT_MINUTES=${MIN:-8.0} \
   TRAIN_WORK=/tmp/train_chain benchmarks/train_small.sh runs/chain_out "${schedule[@]}" \
-  --set data.num_workers=15 --set data.pool_scenes_per_step=${POOL_RATE:-0.75} \
+  --set data.num_workers=15 "${pool[@]}" \
   "${compile[@]}" 2>&1 | tee runs/chain.log
 if [ -f runs/chain_out/slot/optimizer.safetensors ]; then
   rm -rf "$SLOT" && cp -r runs/chain_out/slot "$SLOT" && echo "$NAME" > "$SLOT.chain" && cp -r runs/chain_out/slot "$OUT/slot"

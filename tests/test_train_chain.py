@@ -40,6 +40,12 @@ def test_the_slot_assembles_from_the_bundled_weights_and_continues_the_log(tmp_p
     assert names == trained, "second moments for every trained parameter"
 
 
+def test_each_chain_runs_at_the_pool_rate_it_ran_at(tmp_path):
+    assert "wide_baseline: new scenes per step: data.pool_scenes_per_step=0.75" in assemble(tmp_path, "wide_baseline").stdout
+    run = assemble(tmp_path, "wide_random")
+    assert "wide_random: new scenes per step: data.pool_scenes_per_step of configs/small_wide_random_224.toml" in run.stdout
+
+
 def test_a_slot_of_another_chain_is_not_continued(tmp_path):
     assert assemble(tmp_path, "wide_baseline").returncode == 0
     assert (tmp_path / "slot.chain").read_text().strip() == "wide_baseline"

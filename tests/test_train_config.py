@@ -128,6 +128,7 @@ def test_wide_random_stage_draws_random_half_the_time_on_new_scenes_for_longer()
     new_scenes = stage["data"].pop("seed_base")  # past the wide-baseline stage's scenes, below the eval sets' 10M
     assert base["data"].pop("seed_base") + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
     assert stage["heldout"] == base["heldout"] and stage["steps"] > base["steps"] and stage["seed"] != base["seed"]
+    assert stage["data"].pop("pool_scenes_per_step") == 0.5 and base["data"].pop("pool_scenes_per_step") == 1.0
     _assert_rest_is_the_recipe(base, stage)
 
 
