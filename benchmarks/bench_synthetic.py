@@ -2,9 +2,13 @@
 
     python benchmarks/bench_synthetic.py --device cpu --sizes 224x224 288x384 384x512 --out synthetic_cpu.json
     python benchmarks/bench_synthetic.py --device cuda --views 24 --out synthetic_cuda.json
+    python benchmarks/bench_synthetic.py --device cuda --train-config configs/small_wide_random_224.toml \
+        --views 16 --sizes 224x224 --repeats 20 --out synthetic_cuda_recipe.json
 
 Each row renders whole scenes (layout, cameras, ray casting, shading, copy back to numpy) of --views
 views at one size (H x W), both scene kinds in turn, a different seed per repeat, after one warm-up scene.
+The scenes are the generator's defaults, or with --train-config a training recipe's scenes (its lenses and
+scene levers: clutter, textures, light, shadows), cameras on the recipe's trajectories in turn.
 Prints a Markdown table of views per second; --out writes the numbers as JSON.
 """
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 
 from fast3r.data.synthetic import SceneConfig, render_scene
 from fast3r.io.atomic import write_text_atomic
+from fast3r.train.config import load_train_config
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -31,13 +36,16 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def time_scenes(kind: str, height: int, width: int, args: argparse.Namespace) -> list[float]:
     """Seconds per scene over --repeats scenes, after one warm-up scene."""
-    config = SceneConfig(kind=kind)
-    trajectories = ("orbit", "walk", "random")
+    config, trajectories = SceneConfig(kind=kind), ("orbit", "walk", "random")
+    if args.train_config:
+        data = load_train_config(args.train_config).data
+        config = next(scene for scene in data.scene_configs() if scene.kind == kind)
+        trajectories = tuple(dict.fromkeys(data.trajectories))
     render_scene(0, args.views, height, width, "orbit", args.device, config)
     seconds = []
     for repeat in range(args.repeats):
         start = time.perf_counter()
-        render_scene(1 + repeat, args.views, height, width, trajectories[repeat % 3], args.device, config)
+        render_scene(1 + repeat, args.views, height, width, trajectories[repeat % len(trajectories)], args.device, config)
         seconds.append(time.perf_counter() - start)
     return seconds
 
@@ -49,6 +57,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=8, help="views per scene")
     parser.add_argument("--repeats", type=int, default=3, help="timed scenes per row")
     parser.add_argument("--kinds", nargs="+", choices=["room", "orbit"], default=["room", "orbit"])
+    parser.add_argument("--train-config", help="render this training config's scenes (TOML) instead of the defaults")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
@@ -80,6 +89,7 @@ def main() -> None:
             "device_name": device_name,
             "torch": torch.__version__,
             "cpu_threads": torch.get_num_threads(),
+            "train_config": args.train_config,
             "repeats": args.repeats,
             "rows": rows,
         }
