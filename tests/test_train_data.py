@@ -199,3 +199,31 @@ def test_scene_levers_reach_the_rendered_scenes_and_default_to_none():
     for key, value in (("clutter", (5, 2)), ("natural_textures", 1.5), ("ambient", (0.5, 0.2))):
         with pytest.raises(ValueError, match=f"data.{key}"):
             DataConfig(**{key: value}).validate()
+
+
+def test_a_pool_share_rendered_by_the_training_process_gives_the_same_batches(monkeypatch):
+    """pool_device_share: every other scene (at 0.5) is rendered in the training process, not by the
+    workers; the scenes, and so the batches, are those of an all-worker pool."""
+    from fast3r.train.pool import PoolScenes
+
+    from_workers: list[int] = []
+    getitem = PoolScenes.__getitem__
+    monkeypatch.setattr(PoolScenes, "__getitem__", lambda scenes, index: (from_workers.append(index), getitem(scenes, index))[1])
+
+    def batches(share: float) -> list:
+        config = DataConfig(
+            mode="pool", num_views=[2], resolutions=[(32, 32)], batch_size=2, num_workers=0, pool_views=4,
+            pool_initial=2, pool_scenes_per_step=1.0, pool_capacity=4, scene_kinds=["room"], pool_device_share=share,
+        )
+        from_workers.clear()
+        return list(training_batches(config, 5, 0, 6, 0, 1, torch.device("cpu")))
+
+    everything = batches(0.0)
+    assert from_workers == list(range(7))  # pool_size(5) = 7 scenes, all from the workers
+    shared = batches(0.5)
+    assert from_workers == [0, 2, 4, 6]  # 1, 3 and 5 rendered by the training process
+    for ours, theirs in zip(shared, everything, strict=True):
+        for mine, other in zip(ours.views, theirs.views, strict=True):
+            assert torch.equal(mine["img"], other["img"]) and torch.equal(mine["pts3d"], other["pts3d"])
+    with pytest.raises(ValueError, match="data.pool_device_share"):
+        DataConfig(mode="pool", pool_device_share=1.5).validate()

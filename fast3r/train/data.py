@@ -19,6 +19,8 @@ Two ways to feed the model:
     renders the whole pool again before its first step; a run continued from a slot checkpoint (inexact
     anyway) renders only the newest `pool_slot_restart` scenes and draws from what it holds, which grows
     back to the whole pool as new scenes come in (re-rendering 1,557 scenes took 295 s of a 508 s slot).
+    `pool_device_share` of the new scenes are rendered by the training process on its own device (a GPU
+    renders the recipe's scenes about 26x faster than one CPU core) and the rest by the workers.
 
 Curriculum (`curriculum_steps` > 0): over the first curriculum_steps steps, at progress p from 0 to 1,
 a step's views grow from 2 to the number drawn (2 + round(p (N - 2))), and in pool mode its views are
@@ -85,6 +87,7 @@ class DataConfig:
     pool_scenes_per_step: float = 1.0
     pool_capacity: int = 2048
     pool_slot_restart: int = 128
+    pool_device_share: float = 0.0
     fov_deg: tuple[float, float] = (50.0, 80.0)
     curriculum_steps: int = 0
     clutter: tuple[int, int] = (0, 0)
@@ -157,6 +160,8 @@ class DataConfig:
                 raise ValueError("data.pool_* need 1 <= pool_initial <= pool_capacity and pool_scenes_per_step >= 0")
             if self.pool_slot_restart < 0:
                 raise ValueError("data.pool_slot_restart must be >= 0 (0: a continued run renders the whole pool)")
+            if not 0.0 <= self.pool_device_share <= 1.0:
+                raise ValueError(f"data.pool_device_share must be a share from 0 to 1, got {self.pool_device_share}")
 
 
 @dataclass
@@ -309,7 +314,7 @@ class _PoolBatches:
         first = max(0, pool_size(config, start) - config.pool_capacity)  # scenes before it are never drawn
         if restart_scenes:  # an inexact restart: only the newest scenes are rendered again
             first = max(first, pool_size(config, start) - restart_scenes)
-        self.ring = SceneRing(scenes, first, last, config.pool_capacity, config.num_workers, device)
+        self.ring = SceneRing(scenes, first, last, config.pool_capacity, config.num_workers, device, config.pool_device_share)
 
     def batch(self, step: int) -> Batch:
         config = self.config

@@ -3,6 +3,9 @@ DataLoader workers, and the views of chosen scenes gathered from it with their w
 Which scenes and views a batch takes is drawn in `fast3r.train.data`."""
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -21,7 +24,12 @@ class PoolScenes(Dataset):
         return self.num_scenes // self.world_size
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        views = self.source(index * self.world_size + self.rank)
+        return self.render(index, self.source.device)
+
+    def render(self, index: int, device: str | torch.device) -> dict[str, torch.Tensor]:
+        """Scene `index`, ray cast on `device` (the same scene wherever it is rendered)."""
+        source = self.source if str(device) == self.source.device else dataclasses.replace(self.source, device=str(device))
+        views = source(index * self.world_size + self.rank)
         return {
             "image": torch.from_numpy(np.stack([v.image for v in views])),
             "depth": torch.from_numpy(np.stack([np.where(v.valid, v.depth, 0.0) for v in views]).astype(np.float32)),
@@ -32,15 +40,21 @@ class PoolScenes(Dataset):
 
 class SceneRing:
     """The newest `capacity` of scenes first..last-1 of `scenes`, on `device`: scene number n lies in slot
-    n mod capacity; scenes first..count-1 have been rendered in."""
+    n mod capacity; scenes first..count-1 have been rendered in. A `device_share` of the scenes (spread
+    evenly: n is one when floor((n + 1) share) > floor(n share)) is rendered by this process on `device`,
+    the rest by `num_workers` DataLoader workers."""
 
-    def __init__(self, scenes: PoolScenes, first: int, last: int, capacity: int, num_workers: int, device: torch.device):
+    def __init__(
+        self, scenes: PoolScenes, first: int, last: int, capacity: int, num_workers: int, device: torch.device,
+        device_share: float = 0.0,
+    ):
         self.first, self.count, self.capacity, self.device = first, first, capacity, device
+        self.scenes, self.device_share = scenes, device_share
         self.loader = iter(
             DataLoader(
                 scenes,
                 batch_size=None,
-                sampler=range(first, last),
+                sampler=[n for n in range(first, last) if not self.renders_on_device(n)],
                 num_workers=num_workers,
                 prefetch_factor=8 if num_workers else None,
             )
@@ -60,10 +74,14 @@ class SceneRing:
         """How many scenes the ring holds: numbers count - held .. count - 1."""
         return min(self.count - self.first, self.capacity)
 
+    def renders_on_device(self, number: int) -> bool:
+        """Whether scene `number` is rendered by this process on the ring's device."""
+        return math.floor((number + 1) * self.device_share) > math.floor(number * self.device_share)
+
     def grow_to(self, size: int) -> None:
         """Render scenes in until `size` have been."""
         while self.count < size:
-            scene = next(self.loader)
+            scene = self.scenes.render(self.count, self.device) if self.renders_on_device(self.count) else next(self.loader)
             slot = self.count % self.capacity
             self.images[slot] = scene["image"].to(self.device, non_blocking=True)
             self.depths[slot] = scene["depth"].to(self.device, non_blocking=True)
