@@ -110,7 +110,7 @@ def main() -> None:
         parser.error(f"{args.config}: data.mode is {data.mode!r}; this measures pool stages")
     reached = pool_size(data, config.steps - 1)
     if args.seen + args.scenes > reached or args.fresh < reached:
-        parser.error(f"--seen scenes must lie below {reached} (the stage's last scene) and --fresh at or above it")
+        parser.error(f"the stage rendered scenes 0..{reached - 1}: --seen scenes must lie among them, --fresh after them")
     device = torch.device(args.device)
     models = {name: Fast3R.from_pretrained(name).to(device).eval() for name in args.models}
     draws = draws_per_scene(data, config.seed, config.steps, args.slot_starts)[args.seen: args.seen + args.scenes]

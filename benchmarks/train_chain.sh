@@ -23,11 +23,12 @@
 #            from the rooms stage's end (run 2026-12-01, two slots on one H200; not kept, so it has no
 #            kept slot and starts again from the bundled model);
 #   wide_baseline: configs/small_wide_baseline_224.toml (7200 steps), from the rooms stage's end, with
-#            `orbit` and `random` drawn more often still (2026-12-01, two slots on one H200). Its last slot,
-#            the schedule's end, is the bundled model, so a next stage is a new config whose init_weights
-#            is the bundled model;
+#            `orbit` and `random` drawn more often still (2026-12-01, two slots on one H200). Its last slot
+#            was the bundled model until the wide_random stage replaced it;
 #   wide_random: configs/small_wide_random_224.toml (9000 steps), from the wide-baseline stage's end, with
-#            half the samples `random`, at its config's pool rate (0.5).
+#            half the samples `random`, at its config's pool rate (0.5) (2026-12-01, three slots on one
+#            H200). Its last slot, the schedule's end, is the bundled model, so a next stage is a new
+#            config whose init_weights is the bundled model.
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
@@ -49,7 +50,8 @@ cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast off
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:?set OUT to the folder whose files come back}
-NAME=${CHAIN:-wide_baseline}
+NAME=${CHAIN:-wide_random}
+rate=0.75  # new scenes per step: the chains before wide_random ran at 0.75 whatever their configs say
 case $NAME in
   wide) CONFIG=configs/small_wide_224.toml; schedule=(--set steps=20000 --set data.curriculum_steps=2000) ;;
   outward) CONFIG=configs/small_outward_224.toml; schedule=() ;;
@@ -59,15 +61,12 @@ case $NAME in
   random_rooms) CONFIG=configs/small_random_rooms_224.toml; schedule=() ;;
   fresh_rooms) CONFIG=configs/small_fresh_rooms_224.toml; schedule=() ;;
   wide_baseline) CONFIG=configs/small_wide_baseline_224.toml; schedule=() ;;
-  wide_random) CONFIG=configs/small_wide_random_224.toml; schedule=(); pool_rate=config ;;
+  wide_random) CONFIG=configs/small_wide_random_224.toml; schedule=(); rate= ;;  # its config's rate
   *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline or wide_random, got '$NAME'"; exit 2 ;;
 esac
-# The chains before wide_random ran at 0.75 new scenes per step whatever their configs say; POOL_RATE overrides.
-case ${POOL_RATE:-${pool_rate:-0.75}} in
-  config) pool=() ;;
-  *) pool=(--set data.pool_scenes_per_step=${POOL_RATE:-${pool_rate:-0.75}}) ;;
-esac
-echo "$NAME: new scenes per step: ${pool[1]:-data.pool_scenes_per_step of $CONFIG}"
+rate=${POOL_RATE:-$rate}  # POOL_RATE overrides
+pool=(); [ -n "$rate" ] && pool=(--set data.pool_scenes_per_step=$rate)
+echo "$NAME: new scenes per step: ${rate:-data.pool_scenes_per_step of $CONFIG}"
 CHAIN_DIR=benchmarks/results/train_small/${NAME}_chain
 BUNDLED=fast3r/weights/fast3r-small-224
 SLOT=${SLOT_DIR:-runs/slot}

@@ -40,15 +40,17 @@ def test_the_slot_assembles_from_the_bundled_weights_and_continues_the_log(tmp_p
     assert names == trained, "second moments for every trained parameter"
 
 
-def test_each_chain_runs_at_the_pool_rate_it_ran_at(tmp_path):
-    assert "wide_baseline: new scenes per step: data.pool_scenes_per_step=0.75" in assemble(tmp_path, "wide_baseline").stdout
+def test_each_chain_runs_at_the_pool_rate_it_ran_at(tmp_path, monkeypatch):
+    assert "fresh_rooms: new scenes per step: 0.75" in assemble(tmp_path, "fresh_rooms").stdout
     run = assemble(tmp_path, "wide_random")
     assert "wide_random: new scenes per step: data.pool_scenes_per_step of configs/small_wide_random_224.toml" in run.stdout
+    monkeypatch.setenv("POOL_RATE", "1.0")
+    assert "wide_random: new scenes per step: 1.0" in assemble(tmp_path, "wide_random").stdout
 
 
 def test_a_slot_of_another_chain_is_not_continued(tmp_path):
-    assert assemble(tmp_path, "wide_baseline").returncode == 0
-    assert (tmp_path / "slot.chain").read_text().strip() == "wide_baseline"
+    assert assemble(tmp_path, "wide_random").returncode == 0
+    assert (tmp_path / "slot.chain").read_text().strip() == "wide_random"
     run = assemble(tmp_path, "outward")  # the outward stage kept no slot (not kept as the bundled model): it starts afresh
     assert run.returncode == 0, run.stdout + run.stderr
     assert "not continuing it" in run.stdout and "starts from configs/small_outward_224.toml's init_weights" in run.stdout
@@ -57,7 +59,7 @@ def test_a_slot_of_another_chain_is_not_continued(tmp_path):
     assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline or wide_random, got 'foo'" in run.stdout
 
 
-@pytest.mark.parametrize("chain", ["wide", "random", "random_long"])  # kept slots that were the bundled model before
+@pytest.mark.parametrize("chain", ["wide", "random", "random_long", "random_rooms", "wide_baseline"])  # kept slots that were the bundled model before
 def test_a_chain_whose_slot_is_no_longer_the_bundled_model_is_refused(tmp_path, chain):
     run = assemble(tmp_path, chain)
     assert run.returncode == 2 and "the bundled weights are not the chain's last slot" in run.stderr
