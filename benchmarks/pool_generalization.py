@@ -26,7 +26,7 @@ from fast3r.data.synthetic import SyntheticSceneSource
 from fast3r.io.atomic import write_text_atomic
 from fast3r.model import Fast3R
 from fast3r.train.config import load_train_config
-from fast3r.train.data import DataConfig, plan_step, pool_size
+from fast3r.train.data import DataConfig, plan_step, pool_first_scene, pool_size
 from fast3r.train.loss import pointmap_loss
 from fast3r.train.pool import PoolScenes, SceneRing
 
@@ -40,9 +40,7 @@ def draws_per_scene(data: DataConfig, seed: int, total: int, slot_starts: list[i
     counts = np.zeros(pool_size(data, total - 1) + 1, dtype=np.int64)
     bounds = [0, *slot_starts, total]
     for start, end in zip(bounds[:-1], bounds[1:]):
-        first = max(0, pool_size(data, start) - data.pool_capacity)
-        if start:
-            first = max(first, pool_size(data, start) - data.pool_slot_restart)
+        first = pool_first_scene(data, start, data.pool_slot_restart if start else 0)
         for step in range(start, end):
             count = pool_size(data, step)
             held = min(count - first, data.pool_capacity)

@@ -299,6 +299,15 @@ def pool_size(config: DataConfig, step: int) -> int:
     return config.pool_initial + math.floor(step * config.pool_scenes_per_step)
 
 
+def pool_first_scene(config: DataConfig, start: int, restart_scenes: int = 0) -> int:
+    """The oldest scene a run starting at step `start` renders into its pool: scenes before the newest
+    `pool_capacity` are never drawn again, and an inexact restart renders only its newest `restart_scenes`."""
+    first = max(0, pool_size(config, start) - config.pool_capacity)
+    if restart_scenes:
+        first = max(first, pool_size(config, start) - restart_scenes)
+    return first
+
+
 class _PoolBatches:
     """Draws each step's scenes and views from one rank's SceneRing, refilled as the steps go."""
 
@@ -311,9 +320,7 @@ class _PoolBatches:
         last = pool_size(config, max(total - 1, 0))
         if last > len(scenes):
             raise ValueError(f"data pool needs {last} scenes per rank; at most {len(scenes)} seeds lie below the held-out seeds")
-        first = max(0, pool_size(config, start) - config.pool_capacity)  # scenes before it are never drawn
-        if restart_scenes:  # an inexact restart: only the newest scenes are rendered again
-            first = max(first, pool_size(config, start) - restart_scenes)
+        first = pool_first_scene(config, start, restart_scenes)
         self.ring = SceneRing(scenes, first, last, config.pool_capacity, config.num_workers, device, config.pool_device_share)
 
     def batch(self, step: int) -> Batch:
