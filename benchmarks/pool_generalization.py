@@ -22,13 +22,12 @@ import json
 import numpy as np
 import torch
 
-from fast3r.data.synthetic import SyntheticSceneSource
 from fast3r.io.atomic import write_text_atomic
 from fast3r.model import Fast3R
 from fast3r.train.config import load_train_config
-from fast3r.train.data import DataConfig, plan_step, pool_first_scene, pool_size
+from fast3r.train.data import DataConfig, plan_step, pool_first_scene, pool_scenes, pool_size
 from fast3r.train.loss import pointmap_loss
-from fast3r.train.pool import PoolScenes, SceneRing
+from fast3r.train.pool import SceneRing
 
 TERMS = ("loss", "dist_global", "dist_local")
 
@@ -53,10 +52,7 @@ def score_scenes(models: dict[str, Fast3R], data: DataConfig, seed: int, first: 
                  device: torch.device) -> dict[str, dict[str, np.ndarray]]:
     """{model: {term: (num_scenes,) values}} on scenes first..first+num_scenes-1, each sampled as the
     training step of the same number draws (views, resolution, image indices)."""
-    source = SyntheticSceneSource(num_views=data.pool_views, height=data.render_size()[0], width=data.render_size()[1],
-                                  configs=data.scene_configs(), trajectories=tuple(data.trajectories),
-                                  base_seed=data.seed_base, device="cpu")  # fmt: skip
-    ring = SceneRing(PoolScenes(source, first + num_scenes, 0, 1), first, first + num_scenes, num_scenes, 0, device)
+    ring = SceneRing(pool_scenes(data), first, first + num_scenes, num_scenes, 0, device)
     ring.grow_to(first + num_scenes)
     scores = {name: {term: np.zeros(num_scenes) for term in TERMS} for name in models}
     for index in range(num_scenes):

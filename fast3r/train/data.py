@@ -299,6 +299,11 @@ def pool_size(config: DataConfig, step: int) -> int:
     return config.pool_initial + math.floor(step * config.pool_scenes_per_step)
 
 
+def pool_scenes(config: DataConfig, rank: int = 0, world_size: int = 1) -> PoolScenes:
+    """The scenes one rank's pool renders: the config's recipe at its largest resolution, `pool_views` views."""
+    return PoolScenes(*_synthetic_source(config, config.pool_views, *config.render_size()), rank, world_size)
+
+
 def pool_first_scene(config: DataConfig, start: int, restart_scenes: int = 0) -> int:
     """The oldest scene a run starting at step `start` renders into its pool: scenes before the newest
     `pool_capacity` are never drawn again, and an inexact restart renders only its newest `restart_scenes`."""
@@ -316,7 +321,7 @@ class _PoolBatches:
         restart_scenes: int = 0,
     ):
         self.config, self.seed, self.start, self.total, self.rank = config, seed, start, total, rank
-        scenes = PoolScenes(*_synthetic_source(config, config.pool_views, *config.render_size()), rank, world_size)
+        scenes = pool_scenes(config, rank, world_size)
         last = pool_size(config, max(total - 1, 0))
         if last > len(scenes):
             raise ValueError(f"data pool needs {last} scenes per rank; at most {len(scenes)} seeds lie below the held-out seeds")
