@@ -1,8 +1,9 @@
 """Exact ray-primitive intersections in torch, batched over primitives and rays.
 
 Rays start at `origins` (R, 3), or (1, 3) when all share one camera centre (cheaper), and run along
-`directions` (R, 3) of any length; a hit lies at origin + t * direction. Distance functions return t of
-shape (P, R) for P primitives, +inf where the ray misses or the hit lies behind MIN_T. Surface functions
+`directions` (R, 3) of any length, or (1, 3) when all are parallel (shadow rays; boxes, cylinders and
+spheres only); a hit lies at origin + t * direction. Distance functions return t of shape (P, R) for P
+primitives, +inf where the ray misses or the hit lies behind MIN_T. Surface functions
 take the rays that hit primitive `index` (R,) at `points` (R, 3) and return outward unit normals (R, 3)
 and surface coordinates (R, 2) in metres.
 """
@@ -56,7 +57,7 @@ def box_distance(boxes: torch.Tensor, origins: torch.Tensor, directions: torch.T
     cos, sin = torch.cos(boxes[:, 6])[:, None], torch.sin(boxes[:, 6])[:, None]
     relative = origins[None] - boxes[:, None, :3]  # (B, R or 1, 3)
     origin_x, origin_y = _rotate_z(relative[..., 0], relative[..., 1], cos, sin)  # (B, R or 1)
-    dir_x, dir_y = _rotate_z(directions[None, :, 0], directions[None, :, 1], cos, sin)  # (B, R)
+    dir_x, dir_y = _rotate_z(directions[None, :, 0], directions[None, :, 1], cos, sin)  # (B, R or 1)
     t_near = t_far = None
     for local_origin, local_dir, half in (
         (origin_x, dir_x, boxes[:, 3:4]),
@@ -73,7 +74,7 @@ def box_distance(boxes: torch.Tensor, origins: torch.Tensor, directions: torch.T
 
 
 def box_surface(boxes: torch.Tensor, index: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    box = boxes[index]
+    box = boxes.index_select(0, index)
     cos, sin = torch.cos(box[:, 6]), torch.sin(box[:, 6])
     relative = points - box[:, :3]
     lx, ly = _rotate_z(relative[:, 0], relative[:, 1], cos, sin)
@@ -117,7 +118,7 @@ def cylinder_distance(cylinders: torch.Tensor, origins: torch.Tensor, directions
 
 
 def cylinder_surface(cylinders: torch.Tensor, index: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    cylinder = cylinders[index]
+    cylinder = cylinders.index_select(0, index)
     rx, ry = points[:, 0] - cylinder[:, 0], points[:, 1] - cylinder[:, 1]
     radial = torch.hypot(rx, ry)
     to_side = (radial - cylinder[:, 2]).abs()
@@ -140,9 +141,11 @@ def cylinder_surface(cylinders: torch.Tensor, index: torch.Tensor, points: torch
 def sphere_distance(spheres: torch.Tensor, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """(S, R) distance to spheres (S, 4): centre, radius."""
     relative = origins[None] - spheres[:, None, :3]  # (S, R or 1, 3)
-    a = (directions * directions).sum(dim=1)[None]  # (1, R)
+    a = (directions * directions).sum(dim=1)[None]  # (1, R or 1)
     if origins.shape[0] == 1:
         b = 2 * relative[:, 0] @ directions.T  # (S, R)
+    elif directions.shape[0] == 1:
+        b = 2 * relative @ directions[0]  # (S, R)
     else:
         b = 2 * (relative * directions[None]).sum(dim=2)
     c = (relative * relative).sum(dim=2) - spheres[:, 3:4] ** 2
@@ -153,7 +156,7 @@ def sphere_distance(spheres: torch.Tensor, origins: torch.Tensor, directions: to
 
 
 def sphere_surface(spheres: torch.Tensor, index: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    sphere = spheres[index]
+    sphere = spheres.index_select(0, index)
     relative = points - sphere[:, :3]
     normal = relative / sphere[:, 3:4]
     uv = torch.stack([torch.atan2(relative[:, 1], relative[:, 0]) * sphere[:, 3], relative[:, 2]], dim=1)

@@ -92,7 +92,7 @@ def sample_natural_textures(rng: np.random.Generator, count: int, share: float) 
 def natural_albedo(natural: dict[str, torch.Tensor], material: torch.Tensor, uv: torch.Tensor, footprint: torch.Tensor | None) -> torch.Tensor:
     """(R, 3) RGB in [0, 1] of the natural texture of materials (R,) at surface coordinates uv (R, 2) in
     metres; `footprint` (R,) metres per pixel fades bands finer than two pixels."""
-    m = {name: natural[name][material] for name in ("mean", "contrast", "tile_metres", "angle", "stretch", "offset")}
+    m = {name: natural[name].index_select(0, material) for name in ("mean", "contrast", "tile_metres", "angle", "stretch", "offset")}
     cos, sin = torch.cos(m["angle"]), torch.sin(m["angle"])
     texels = _TILE / m["tile_metres"]
     x = (uv[:, 0] * cos + uv[:, 1] * sin) * texels / m["stretch"] + m["offset"][:, 0]
@@ -101,8 +101,8 @@ def natural_albedo(natural: dict[str, torch.Tensor], material: torch.Tensor, uv:
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
     base = (y0.long() & (_TILE - 1)) * _STRIDE + (x0.long() & (_TILE - 1))
     bands = natural["bands"]
-    top = torch.lerp(bands[base], bands[base + 1], fx)
-    bottom = torch.lerp(bands[base + _STRIDE], bands[base + _STRIDE + 1], fx)
+    top = torch.lerp(bands.index_select(0, base), bands.index_select(0, base + 1), fx)
+    bottom = torch.lerp(bands.index_select(0, base + _STRIDE), bands.index_select(0, base + _STRIDE + 1), fx)
     values = torch.lerp(top, bottom, fy).reshape(len(material), NUM_BANDS, 3)  # (R, bands, axes)
     if footprint is not None:
         finest = m["tile_metres"][:, None] / 2.0 ** (torch.arange(NUM_BANDS, device=uv.device) + 1)  # (R, bands)

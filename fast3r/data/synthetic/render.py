@@ -8,16 +8,19 @@ import torch
 
 from ..views import View
 from . import intersect
+from .cull import bounding_spheres, can_shadow, in_frustum
 from .cameras import TRAJECTORIES, intrinsics_from_fov, sample_trajectory
 from .scene import Scene, SceneConfig, build_scene
 from .natural import natural_albedo
 from .textures import lattice_table, sky_colour, surface_albedo
 
 # Per device type: (rays cast at once, which bounds the primitives x rays temporaries; whether a block
-# may hold several views). On CPU one camera centre per block is cheaper, as the intersections broadcast
-# it; a GPU wants few, large launches.
-RAY_BLOCKS = {"cpu": (1 << 17, False), "cuda": (1 << 21, True)}
+# may hold several views). On CPU a block is a band of rows of one view: the intersections broadcast its
+# one camera centre, only the primitives in the band's frustum are tested, and the temporaries stay
+# small. A GPU wants few, large launches.
+RAY_BLOCKS = {"cpu": (1 << 15, False), "cuda": (1 << 21, True)}
 _ROOM, _GROUND, _BOX, _CYLINDER, _SPHERE = range(5)
+_PRIMITIVE_NAMES = {_BOX: "box", _CYLINDER: "cylinder", _SPHERE: "sphere"}
 
 
 class _SceneTensors:
@@ -36,6 +39,9 @@ class _SceneTensors:
             _CYLINDER: (tensor(scene.cylinders), tensor(scene.cylinder_materials, torch.int64)),
             _SPHERE: (tensor(scene.spheres), tensor(scene.sphere_materials, torch.int64)),
         }
+        bounds = [bounding_spheres(_PRIMITIVE_NAMES[kind], params) for kind, (params, _) in self.primitives.items()]
+        self.bound_centres = torch.cat([centres for centres, _ in bounds])  # (P, 3), all kinds in turn
+        self.bound_radii = torch.cat([radii for _, radii in bounds])  # (P,)
         self.materials = scene.materials.to_torch(device)
         self.table = lattice_table(scene.noise_table, device)
         self.light = tensor(scene.light_direction)
@@ -48,8 +54,12 @@ _DISTANCE = {_BOX: intersect.box_distance, _CYLINDER: intersect.cylinder_distanc
 _SURFACE = {_BOX: intersect.box_surface, _CYLINDER: intersect.cylinder_surface, _SPHERE: intersect.sphere_surface}
 
 
-def _cast(scene: _SceneTensors, origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Nearest hit of each ray: t (R,) (+inf for none), primitive kind (R,) and index (R,)."""
+def _cast(
+    scene: _SceneTensors, origins: torch.Tensor, directions: torch.Tensor, candidates: dict[int, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Nearest hit of each ray: t (R,) (+inf for none), primitive kind (R,) and index (R,).
+
+    `candidates`: per primitive kind, the indices of the only primitives the rays can hit (all if None)."""
     num_rays = directions.shape[0]
     best_t = torch.full((num_rays,), float("inf"), dtype=directions.dtype, device=directions.device)
     best_kind = torch.full((num_rays,), -1, dtype=torch.int64, device=directions.device)
@@ -67,21 +77,38 @@ def _cast(scene: _SceneTensors, origins: torch.Tensor, directions: torch.Tensor)
     if scene.ground_radius > 0:
         keep_nearer(intersect.ground_distance(scene.ground_radius, origins, directions), _GROUND, torch.zeros_like(best_index))
     for kind, (params, _materials) in scene.primitives.items():
+        kept = None if candidates is None else candidates[kind]
+        if kept is not None:
+            params = params.index_select(0, kept)
         if len(params):
             t, index = _DISTANCE[kind](params, origins, directions).min(dim=0)
-            keep_nearer(t, kind, index)
+            keep_nearer(t, kind, index if kept is None else kept[index])
     return best_t, best_kind, best_index
+
+
+def _per_kind(scene: _SceneTensors, kept: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Per primitive kind, the indices of the kept primitives; kept (P,) bool over all kinds in turn."""
+    counts = [len(params) for params, _ in scene.primitives.values()]
+    return {kind: part.nonzero()[:, 0] for kind, part in zip(scene.primitives, kept.split(counts))}
+
+
+def _in_view(scene: _SceneTensors, c2w: torch.Tensor, x_range: tuple[float, float], y_range: tuple[float, float]) -> dict[int, torch.Tensor]:
+    """Per primitive kind, the indices of the primitives in the pyramid of one camera's rays (`cull.in_frustum`)."""
+    return _per_kind(scene, in_frustum(scene.bound_centres, scene.bound_radii, c2w, x_range, y_range))
 
 
 def _in_shadow(scene: _SceneTensors, points: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
     """(R,) bool: the ray from each point (on a surface facing the light, normals towards the light
     side) to the light hits a box, cylinder or sphere. Room walls and the ground cast no shadows."""
     origins = points + 1e-3 * normals
-    directions = scene.light.expand_as(points)
     blocked = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    if not len(points) or not len(scene.bound_radii):
+        return blocked
+    candidates = _per_kind(scene, can_shadow(scene.bound_centres, scene.bound_radii, origins, scene.light))
     for kind, (params, _materials) in scene.primitives.items():
-        if len(params):
-            blocked |= _DISTANCE[kind](params, origins, directions).isfinite().any(dim=0)
+        params = params.index_select(0, candidates[kind])
+        if len(params):  # one direction for all rays: the intersections broadcast it
+            blocked |= _DISTANCE[kind](params, origins, scene.light[None]).isfinite().any(dim=0)
     return blocked
 
 
@@ -101,10 +128,11 @@ def _shade(
     texture detail finer than a pixel.
     """
     hit = kind >= 0
-    all_hit = bool(hit.all())  # closed rooms: skip the masking
+    hit_rays = hit.nonzero()[:, 0]
+    all_hit = len(hit_rays) == len(kind)  # closed rooms: skip the gathers
 
     def hits(values: torch.Tensor) -> torch.Tensor:  # per-ray values at the hits; shared (1, ...) ones as they are
-        return values if all_hit or values.shape[0] == 1 else values[hit]
+        return values if all_hit or values.shape[0] == 1 else values.index_select(0, hit_rays)
 
     hit_dirs, hit_t = hits(directions), hits(t)
     points = hits(origins) + hit_t[:, None] * hit_dirs
@@ -115,10 +143,10 @@ def _shade(
         rays = (hit_kind == k).nonzero()[:, 0]
         if not len(rays):
             continue
-        ray_points, ray_index = points[rays], hit_index[rays]
+        ray_points, ray_index = points.index_select(0, rays), hit_index.index_select(0, rays)
         if k == _ROOM:
             normal, uv = intersect.room_surface(scene.room, ray_index, ray_points)
-            material = scene.room_materials[ray_index]
+            material = scene.room_materials.index_select(0, ray_index)
         elif k == _GROUND:
             normal = torch.zeros_like(ray_points)
             normal[:, 2] = 1.0
@@ -126,7 +154,7 @@ def _shade(
         else:
             params, primitive_materials = scene.primitives[k]
             normal, uv = _SURFACE[k](params, ray_index, ray_points)
-            material = primitive_materials[ray_index]
+            material = primitive_materials.index_select(0, ray_index)
         normals.index_copy_(0, rays, normal)
         uvs.index_copy_(0, rays, uv)
         materials.index_copy_(0, rays, material)
@@ -135,21 +163,25 @@ def _shade(
     sunlit = (facing @ scene.light).clamp_min(0)
     if scene.shadows:
         lit = (sunlit > 0).nonzero()[:, 0]
-        sunlit = sunlit.index_fill(0, lit[_in_shadow(scene, points[lit], facing[lit])], 0.0)
+        sunlit = sunlit.index_fill(0, lit[_in_shadow(scene, points.index_select(0, lit), facing.index_select(0, lit))], 0.0)
     lambert = scene.ambient + scene.diffuse * sunlit
     footprint = hit_t * hits(pixel_angle) / cosine.abs().clamp_min(0.2)  # metres of surface per pixel
-    albedo = surface_albedo(scene.materials, scene.table, materials, uvs, footprint)
-    if scene.natural is not None:
-        rays = scene.natural["used"][materials].nonzero()[:, 0]
-        natural = natural_albedo(scene.natural, materials[rays], uvs[rays], footprint[rays])
-        albedo = albedo.index_copy(0, rays, natural)
+    if scene.natural is None:
+        albedo = surface_albedo(scene.materials, scene.table, materials, uvs, footprint)
+    else:  # each ray's material is either natural or procedural
+        natural = scene.natural["used"].index_select(0, materials)
+        albedo = torch.empty_like(points)
+        for rays, texture, arguments in (
+            (natural.nonzero()[:, 0], natural_albedo, (scene.natural,)),
+            ((~natural).nonzero()[:, 0], surface_albedo, (scene.materials, scene.table)),
+        ):
+            albedo.index_copy_(0, rays, texture(*arguments, *(values.index_select(0, rays) for values in (materials, uvs, footprint))))
     shaded = albedo * lambert[:, None]
     if all_hit:
         return shaded
-    colour = torch.empty_like(directions)
-    colour[hit] = shaded
-    colour[~hit] = sky_colour(scene.sky, scene.table, directions[~hit])
-    return colour
+    sky_rays = (~hit).nonzero()[:, 0]
+    colour = torch.empty_like(directions).index_copy_(0, hit_rays, shaded)
+    return colour.index_copy_(0, sky_rays, sky_colour(scene.sky, scene.table, directions.index_select(0, sky_rays)))
 
 
 def _ray_blocks(num_views: int, height: int, width: int, block_rays: int, multi_view: bool) -> list[tuple[int, int, int, int]]:
@@ -158,7 +190,8 @@ def _ray_blocks(num_views: int, height: int, width: int, block_rays: int, multi_
     views_per_block = block_rays // (height * width) if multi_view else 1
     if views_per_block >= 2:
         return [(v, min(v + views_per_block, num_views), 0, height) for v in range(0, num_views, views_per_block)]
-    rows = max(1, block_rays // width)
+    bands = -(-height // max(1, block_rays // width))
+    rows = -(-height // bands)  # bands of equal height, the last one no thinner
     return [(v, v + 1, r, min(r + rows, height)) for v in range(num_views) for r in range(0, height, rows)]
 
 
@@ -191,12 +224,15 @@ def render_views(
             camera_dirs = torch.stack([x, y, torch.ones_like(x)], dim=-1)
             directions = torch.einsum("vhwc,vdc->vhwd", camera_dirs, pose[:, :3, :3]).reshape(-1, 3).float()
             rays_per_view = (bottom - top) * width
-            if end - first == 1:  # one camera centre: intersections broadcast it
+            if end - first == 1:  # one camera centre: intersections broadcast it; only primitives in view
                 origins, pixel_angle = pose[:, :3, 3].float(), 1.0 / intrinsics[:, 0, 0].float()
+                x_range, y_range = (float(x[0, 0, 0]), float(x[0, 0, -1])), (float(y[0, 0, 0]), float(y[0, -1, 0]))
+                candidates = _in_view(tensors, pose[0], x_range, y_range)
             else:
                 origins = pose[:, None, :3, 3].expand(-1, rays_per_view, -1).reshape(-1, 3).float()
                 pixel_angle = (1.0 / intrinsics[:, 0, 0:1].float()).expand(-1, rays_per_view).reshape(-1)
-            t, kind, index = _cast(tensors, origins, directions)
+                candidates = None
+            t, kind, index = _cast(tensors, origins, directions, candidates)
             colour = _shade(tensors, origins, directions, t, kind, index, pixel_angle)
             shape = (end - first, bottom - top, width)
             images[first:end, top:bottom] = (colour.clamp(0, 1) * 255 + 0.5).to(torch.uint8).reshape(*shape, 3).cpu().numpy()

@@ -99,7 +99,7 @@ def lattice_table(values: np.ndarray, device: torch.device | str) -> torch.Tenso
 
 def _lookup(table: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
     """Table values at integer lattice points, wrapping around; table from `lattice_table`."""
-    return table[(iy & _TABLE_MASK) * _STRIDE + (ix & _TABLE_MASK)]
+    return table.index_select(0, (iy & _TABLE_MASK) * _STRIDE + (ix & _TABLE_MASK))
 
 
 def value_noise(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -108,8 +108,8 @@ def value_noise(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.
     fx, fy = x - x0, y - y0
     sx, sy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
     base = (y0.long() & _TABLE_MASK) * _STRIDE + (x0.long() & _TABLE_MASK)
-    top = torch.lerp(table[base], table[base + 1], sx)
-    bottom = torch.lerp(table[base + _STRIDE], table[base + _STRIDE + 1], sx)
+    top = torch.lerp(table.index_select(0, base), table.index_select(0, base + 1), sx)
+    bottom = torch.lerp(table.index_select(0, base + _STRIDE), table.index_select(0, base + _STRIDE + 1), sx)
     return torch.lerp(top, bottom, sy)
 
 
@@ -158,7 +158,7 @@ def surface_albedo(
 
     footprint: (R,) metres of surface one pixel covers there; detail finer than it is faded out.
     """
-    m = {name: value[material] for name, value in materials.items()}
+    m = {name: value.index_select(0, material) for name, value in materials.items()}
     u, v = uv[:, 0], uv[:, 1]
     frequency = m["noise_frequency"]
     noise = fractal_noise(
