@@ -28,7 +28,10 @@
 #   wide_random: configs/small_wide_random_224.toml (9000 steps), from the wide-baseline stage's end, with
 #            half the samples `random`, at its config's pool rate (0.5) (2026-12-01, three slots on one
 #            H200). Its last slot, the schedule's end, is the bundled model, so a next stage is a new
-#            config whose init_weights is the bundled model.
+#            config whose init_weights is the bundled model;
+#   more_scenes: configs/small_more_scenes_224.toml (9000 steps), the wide random recipe on twice the new
+#            scenes per step (1.0, a quarter rendered on the GPU), from the bundled model. Planned, not yet
+#            run: it has no kept slot, so its first slot starts from the bundled model.
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
@@ -62,7 +65,8 @@ case $NAME in
   fresh_rooms) CONFIG=configs/small_fresh_rooms_224.toml; schedule=() ;;
   wide_baseline) CONFIG=configs/small_wide_baseline_224.toml; schedule=() ;;
   wide_random) CONFIG=configs/small_wide_random_224.toml; schedule=(); rate= ;;  # its config's rate
-  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline or wide_random, got '$NAME'"; exit 2 ;;
+  more_scenes) CONFIG=configs/small_more_scenes_224.toml; schedule=(); rate= ;;
+  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random or more_scenes, got '$NAME'"; exit 2 ;;
 esac
 rate=${POOL_RATE:-$rate}  # POOL_RATE overrides
 pool=(); [ -n "$rate" ] && pool=(--set data.pool_scenes_per_step=$rate)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fast3r.model import Fast3R
+from fast3r.train.config import load_train_config
 from fast3r.train.slot import read_slot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +57,16 @@ def test_a_slot_of_another_chain_is_not_continued(tmp_path):
     assert "not continuing it" in run.stdout and "starts from configs/small_outward_224.toml's init_weights" in run.stdout
     assert not (tmp_path / "slot").exists() and not (tmp_path / "slot.chain").exists()
     run = assemble(tmp_path, "foo")
-    assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline or wide_random, got 'foo'" in run.stdout
+    assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random or more_scenes, got 'foo'" in run.stdout
+
+
+def test_the_planned_stage_starts_from_the_bundled_model_at_its_own_rate(tmp_path):
+    run = assemble(tmp_path, "more_scenes")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "more_scenes: new scenes per step: data.pool_scenes_per_step of configs/small_more_scenes_224.toml" in run.stdout
+    assert "starts from configs/small_more_scenes_224.toml's init_weights" in run.stdout
+    config = load_train_config(REPO / "configs" / "small_more_scenes_224.toml")
+    assert (REPO / config.model.init_weights).resolve() == BUNDLED.resolve()
 
 
 @pytest.mark.parametrize("chain", ["wide", "random", "random_long", "random_rooms", "wide_baseline"])  # kept slots that were the bundled model before

@@ -132,6 +132,17 @@ def test_wide_random_stage_draws_random_half_the_time_on_new_scenes_for_longer()
     _assert_rest_is_the_recipe(base, stage)
 
 
+def test_more_scenes_stage_is_the_wide_random_recipe_on_twice_the_new_scenes():
+    base, stage = _stage_configs("small_wide_random_224", "small_more_scenes_224")
+    new_scenes = stage["data"].pop("seed_base")  # past the wide random stage's scenes, below the eval sets' 10M
+    assert base["data"].pop("seed_base") + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+    assert stage["data"].pop("pool_scenes_per_step") == 2 * base["data"].pop("pool_scenes_per_step")
+    assert (stage["data"].pop("pool_device_share"), base["data"].pop("pool_device_share")) == (0.25, 0.0)
+    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model: the wide random stage's end
+    assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"] and stage["seed"] != base["seed"]
+    _assert_rest_is_the_recipe(base, stage)
+
+
 def test_release_config_follows_the_recipe():
     config = load_train_config("configs/release_vitl512.toml")
     assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1
