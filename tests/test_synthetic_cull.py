@@ -4,7 +4,8 @@ import torch
 
 from fast3r.data.synthetic import SceneConfig, build_scene, intrinsics_from_fov, look_at, render_views, sample_trajectory
 from fast3r.data.synthetic import render
-from fast3r.data.synthetic.cull import bounding_spheres, can_shadow, in_frustum
+from fast3r.data.synthetic.cull import can_shadow, in_frustum
+from fast3r.data.synthetic.intersect import box_bounds, cylinder_bounds
 
 
 def _ray_hits_sphere(origins: np.ndarray, directions: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
@@ -19,7 +20,7 @@ def _ray_hits_sphere(origins: np.ndarray, directions: np.ndarray, centres: np.nd
 def test_bounding_spheres_hold_their_primitives() -> None:
     rng = np.random.default_rng(0)
     boxes = np.concatenate([rng.normal(size=(20, 3)), rng.uniform(0.1, 1.0, (20, 3)), rng.uniform(-3, 3, (20, 1))], axis=1)
-    centres, radii = bounding_spheres("box", torch.tensor(boxes))
+    centres, radii = box_bounds(torch.tensor(boxes))
     for box, centre, radius in zip(boxes, centres.numpy(), radii.numpy()):
         cos, sin = np.cos(box[6]), np.sin(box[6])
         for signs in np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T:
@@ -27,13 +28,11 @@ def test_bounding_spheres_hold_their_primitives() -> None:
             corner = box[:3] + [cos * local[0] - sin * local[1], sin * local[0] + cos * local[1], local[2]]
             assert np.linalg.norm(corner - centre) <= radius + 1e-9
     cylinders = np.array([[1.0, 2.0, 0.5, 0.2, 2.2], [-1.0, 0.0, 1.5, 0.0, 0.1]])
-    centres, radii = bounding_spheres("cylinder", torch.tensor(cylinders))
+    centres, radii = cylinder_bounds(torch.tensor(cylinders))
     for (x, y, r, bottom, top), centre, radius in zip(cylinders, centres.numpy(), radii.numpy()):
         for z in (bottom, top):  # the rims are the farthest points
             rim = np.array([x + r, y, z])
             assert np.linalg.norm(rim - centre) == pytest.approx(radius)
-    with pytest.raises(ValueError, match="cone"):
-        bounding_spheres("cone", torch.zeros(1, 4))
 
 
 def test_in_frustum_keeps_every_sphere_a_ray_of_the_band_hits_and_drops_others() -> None:

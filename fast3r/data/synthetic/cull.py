@@ -1,4 +1,5 @@
-"""Which boxes, cylinders and spheres a bundle of rays can hit, from each primitive's bounding sphere.
+"""Which boxes, cylinders and spheres a bundle of rays can hit, from each primitive's bounding sphere
+(`intersect.*_bounds`).
 
 Ray casting tests every ray against every primitive, (P, R) work; most primitives lie outside a view
 band or far from a group of shadow rays, so the renderer tests only those these conservative checks keep.
@@ -9,19 +10,6 @@ from __future__ import annotations
 import torch
 
 _SLACK = 1e-4  # bounding radii grow by this share of their distance, covering the rays' float32 rounding
-
-
-def bounding_spheres(kind: str, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centres (P, 3) and radii (P,) of spheres holding each primitive of `params` (as in intersect.py)."""
-    if kind == "box":  # centre xyz, half extents xyz, yaw
-        return params[:, :3], params[:, 3:6].norm(dim=1)
-    if kind == "cylinder":  # axis x, y, radius, z bottom, z top
-        half_height = (params[:, 4] - params[:, 3]) / 2
-        centres = torch.stack([params[:, 0], params[:, 1], params[:, 3] + half_height], dim=1)
-        return centres, torch.hypot(params[:, 2], half_height)
-    if kind == "sphere":
-        return params[:, :3], params[:, 3]
-    raise ValueError(f"unknown primitive kind {kind!r}")
 
 
 def in_frustum(

@@ -5,7 +5,7 @@ Rays start at `origins` (R, 3), or (1, 3) when all share one camera centre (chea
 spheres only); a hit lies at origin + t * direction. Distance functions return t of shape (P, R) for P
 primitives, +inf where the ray misses or the hit lies behind MIN_T. Surface functions
 take the rays that hit primitive `index` (R,) at `points` (R, 3) and return outward unit normals (R, 3)
-and surface coordinates (R, 2) in metres.
+and surface coordinates (R, 2) in metres. Bounds functions return spheres holding each primitive.
 """
 from __future__ import annotations
 
@@ -93,6 +93,11 @@ def box_surface(boxes: torch.Tensor, index: torch.Tensor, points: torch.Tensor) 
     return normal, torch.stack([first + 7.3 * face, second + 3.1 * face], dim=1)
 
 
+def box_bounds(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres (B, 3) and radii (B,) of spheres holding the boxes."""
+    return boxes[:, :3], boxes[:, 3:6].norm(dim=1)
+
+
 def cylinder_distance(cylinders: torch.Tensor, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """(C, R) distance to capped vertical cylinders (C, 5): axis x, y, radius, z bottom, z top."""
     inf = torch.tensor(float("inf"), dtype=directions.dtype, device=directions.device)
@@ -138,6 +143,13 @@ def cylinder_surface(cylinders: torch.Tensor, index: torch.Tensor, points: torch
     return normal, torch.where(on_side[:, None], uv_side, uv_cap)
 
 
+def cylinder_bounds(cylinders: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres (C, 3) and radii (C,) of spheres holding the cylinders."""
+    half_height = (cylinders[:, 4] - cylinders[:, 3]) / 2
+    centres = torch.stack([cylinders[:, 0], cylinders[:, 1], cylinders[:, 3] + half_height], dim=1)
+    return centres, torch.hypot(cylinders[:, 2], half_height)
+
+
 def sphere_distance(spheres: torch.Tensor, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """(S, R) distance to spheres (S, 4): centre, radius."""
     relative = origins[None] - spheres[:, None, :3]  # (S, R or 1, 3)
@@ -161,3 +173,8 @@ def sphere_surface(spheres: torch.Tensor, index: torch.Tensor, points: torch.Ten
     normal = relative / sphere[:, 3:4]
     uv = torch.stack([torch.atan2(relative[:, 1], relative[:, 0]) * sphere[:, 3], relative[:, 2]], dim=1)
     return normal, uv
+
+
+def sphere_bounds(spheres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres (S, 3) and radii (S,): the spheres themselves."""
+    return spheres[:, :3], spheres[:, 3]

@@ -8,8 +8,8 @@ import torch
 
 from ..views import View
 from . import intersect
-from .cull import bounding_spheres, can_shadow, in_frustum
 from .cameras import TRAJECTORIES, intrinsics_from_fov, sample_trajectory
+from .cull import can_shadow, in_frustum
 from .scene import Scene, SceneConfig, build_scene
 from .natural import natural_albedo
 from .textures import lattice_table, sky_colour, surface_albedo
@@ -20,7 +20,6 @@ from .textures import lattice_table, sky_colour, surface_albedo
 # small. A GPU wants few, large launches.
 RAY_BLOCKS = {"cpu": (1 << 15, False), "cuda": (1 << 21, True)}
 _ROOM, _GROUND, _BOX, _CYLINDER, _SPHERE = range(5)
-_PRIMITIVE_NAMES = {_BOX: "box", _CYLINDER: "cylinder", _SPHERE: "sphere"}
 
 
 class _SceneTensors:
@@ -39,7 +38,7 @@ class _SceneTensors:
             _CYLINDER: (tensor(scene.cylinders), tensor(scene.cylinder_materials, torch.int64)),
             _SPHERE: (tensor(scene.spheres), tensor(scene.sphere_materials, torch.int64)),
         }
-        bounds = [bounding_spheres(_PRIMITIVE_NAMES[kind], params) for kind, (params, _) in self.primitives.items()]
+        bounds = [_BOUNDS[kind](params) for kind, (params, _) in self.primitives.items()]
         self.bound_centres = torch.cat([centres for centres, _ in bounds])  # (P, 3), all kinds in turn
         self.bound_radii = torch.cat([radii for _, radii in bounds])  # (P,)
         self.materials = scene.materials.to_torch(device)
@@ -52,6 +51,7 @@ class _SceneTensors:
 
 _DISTANCE = {_BOX: intersect.box_distance, _CYLINDER: intersect.cylinder_distance, _SPHERE: intersect.sphere_distance}
 _SURFACE = {_BOX: intersect.box_surface, _CYLINDER: intersect.cylinder_surface, _SPHERE: intersect.sphere_surface}
+_BOUNDS = {_BOX: intersect.box_bounds, _CYLINDER: intersect.cylinder_bounds, _SPHERE: intersect.sphere_bounds}
 
 
 def _cast(
