@@ -35,7 +35,8 @@
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
-# sees half the samples of a 2-GPU step.
+# sees half the samples of a 2-GPU step. POOL_RATE and POOL_SHARE override the new scenes per step and the
+# share of them rendered on the GPU (data.pool_scenes_per_step, data.pool_device_share).
 # The slot it continues is runs/slot when that holds this chain's slot (left there by the last call on a
 # still-warm machine, or carried; runs/slot.chain names its chain). Otherwise it is assembled from what
 # the repository holds: the bundled model, which is the chain's last kept slot's fp16 weights (checked
@@ -71,6 +72,9 @@ esac
 rate=${POOL_RATE:-$rate}  # POOL_RATE overrides
 pool=(); [ -n "$rate" ] && pool=(--set data.pool_scenes_per_step=$rate)
 echo "$NAME: new scenes per step: ${rate:-data.pool_scenes_per_step of $CONFIG}"
+if [ -n "${POOL_SHARE:-}" ]; then  # the share of new scenes rendered on the training GPU, over the config's
+  pool+=(--set data.pool_device_share=$POOL_SHARE) && echo "$NAME: share rendered on the GPU: $POOL_SHARE"
+fi
 CHAIN_DIR=benchmarks/results/train_small/${NAME}_chain
 BUNDLED=fast3r/weights/fast3r-small-224
 SLOT=${SLOT_DIR:-runs/slot}

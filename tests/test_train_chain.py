@@ -47,6 +47,9 @@ def test_each_chain_runs_at_the_pool_rate_it_ran_at(tmp_path, monkeypatch):
     assert "wide_random: new scenes per step: data.pool_scenes_per_step of configs/small_wide_random_224.toml" in run.stdout
     monkeypatch.setenv("POOL_RATE", "1.0")
     assert "wide_random: new scenes per step: 1.0" in assemble(tmp_path, "wide_random").stdout
+    assert "share rendered on the GPU" not in assemble(tmp_path, "wide_random").stdout
+    monkeypatch.setenv("POOL_SHARE", "0.5")
+    assert "wide_random: share rendered on the GPU: 0.5" in assemble(tmp_path, "wide_random").stdout
 
 
 def test_a_slot_of_another_chain_is_not_continued(tmp_path):
