@@ -148,6 +148,9 @@ def test_a_run_from_a_slot_renders_only_the_newest_pool_scenes_again():
     assert len(set().union(*continued)) >= 3
     with pytest.raises(ValueError, match="data.pool_slot_restart"):
         DataConfig(mode="pool", pool_slot_restart=-1).validate()
+    with pytest.raises(ValueError, match="data.augment jitters views in fresh mode only"):  # not silently ignored
+        DataConfig(mode="pool", augment=True).validate()
+    DataConfig(mode="fresh", augment=True).validate()
 
 
 def test_bad_settings_name_the_key():

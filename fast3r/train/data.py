@@ -162,6 +162,8 @@ class DataConfig:
                 raise ValueError("data.pool_slot_restart must be >= 0 (0: a continued run renders the whole pool)")
             if not 0.0 <= self.pool_device_share <= 1.0:
                 raise ValueError(f"data.pool_device_share must be a share from 0 to 1, got {self.pool_device_share}")
+            if self.augment:
+                raise ValueError("data.augment jitters views in fresh mode only; data.mode='pool' serves its scenes as rendered: set data.augment = false")
 
 
 @dataclass
