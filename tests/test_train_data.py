@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fast3r.data.synthetic import SceneConfig, SyntheticSceneSource
-from fast3r.data.transforms import crop_resize
+from fast3r.data.transforms import apply_colour_jitter, crop_resize, jitter_factors
 from fast3r.train.data import DataConfig, _PoolBatches, plan_step, pool_size, training_batches
 
 
@@ -148,9 +148,6 @@ def test_a_run_from_a_slot_renders_only_the_newest_pool_scenes_again():
     assert len(set().union(*continued)) >= 3
     with pytest.raises(ValueError, match="data.pool_slot_restart"):
         DataConfig(mode="pool", pool_slot_restart=-1).validate()
-    with pytest.raises(ValueError, match="data.augment jitters views in fresh mode only"):  # not silently ignored
-        DataConfig(mode="pool", augment=True).validate()
-    DataConfig(mode="fresh", augment=True).validate()
 
 
 def test_bad_settings_name_the_key():
@@ -230,3 +227,32 @@ def test_a_pool_share_rendered_by_the_training_process_gives_the_same_batches(mo
             assert torch.equal(mine["img"], other["img"]) and torch.equal(mine["pts3d"], other["pts3d"])
     with pytest.raises(ValueError, match="data.pool_device_share"):
         DataConfig(mode="pool", pool_device_share=1.5).validate()
+
+
+def test_pool_augment_jitters_each_views_colours_and_keeps_the_draws(monkeypatch):
+    """data.augment in pool mode: each view's colours jittered on the training device by its own factors,
+    drawn after the scenes and views, which stay those of the same run without it."""
+    import fast3r.train.data as train_data
+
+    config = DataConfig(
+        mode="pool", num_views=[3], resolutions=[(32, 32)], batch_size=2, num_workers=0, pool_views=4,
+        pool_initial=2, pool_scenes_per_step=1.0, pool_capacity=4, scene_kinds=["room"],
+    )
+    plain = list(training_batches(config, 5, 0, 3, 0, 1, torch.device("cpu")))
+    config.augment = True
+    drawn = []
+    monkeypatch.setattr(train_data, "jitter_factors", lambda rng, augment: drawn.append(jitter_factors(rng, augment)) or drawn[-1])
+    jittered = list(training_batches(config, 5, 0, 3, 0, 1, torch.device("cpu")))
+    assert len(drawn) == 3 * 2 * 3  # steps x samples x views
+    again = list(training_batches(config, 5, 0, 3, 0, 1, torch.device("cpu")))
+    for step, (ours, theirs, repeat) in enumerate(zip(jittered, plain, again, strict=True)):
+        for position, (mine, other, same) in enumerate(zip(ours.views, theirs.views, repeat.views, strict=True)):
+            assert torch.equal(mine["pts3d"], other["pts3d"]) and torch.equal(mine["camera_pose"], other["camera_pose"])
+            assert torch.equal(mine["img"], same["img"])  # deterministic per step
+            for sample in range(2):
+                factors = torch.from_numpy(drawn[(step * 2 + sample) * 3 + position])
+                unjittered = (other["img"][sample].permute(1, 2, 0) + 1.0) / 2.0
+                expected = apply_colour_jitter(unjittered, factors).permute(2, 0, 1) * 2.0 - 1.0
+                torch.testing.assert_close(mine["img"][sample], expected, atol=2e-6, rtol=0)
+                assert (mine["img"][sample] - other["img"][sample]).abs().mean() > 0.01
+    assert len({tuple(factors) for factors in drawn[:18]}) == 18  # each view its own factors

@@ -11,10 +11,11 @@ the principal point (c = (cx, cy), the default) the principal point lands exactl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+import torch
 
 from .views import View
 
@@ -41,6 +42,8 @@ class AugmentConfig:
 
 # The release's training augmentation: DUSt3R-style colour jitter and mild random zoom, centred crops.
 TRAINING_AUGMENT = AugmentConfig(zoom_range=(1.0, 1.15), brightness=0.5, contrast=0.5, saturation=0.5, hue=0.1)
+# Its colour jitter alone, for views cropped from a training pool's scenes without resizing.
+POOL_AUGMENT = replace(TRAINING_AUGMENT, zoom_range=(1.0, 1.0))
 
 
 def crop_resize(view: View, height: int, width: int, zoom: float = 1.0, offset: tuple[float, float] = (0.0, 0.0)) -> View:
@@ -111,23 +114,38 @@ def _resample_image(image: np.ndarray, scale: float, first_u: float, first_v: fl
 
 
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_GRAY = _RGB_TO_YIQ[0].astype(np.float32)
+
+
+def jitter_factors(rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """(4,) brightness, contrast and saturation factors and a hue angle (radians) drawn from `rng`.
+
+    Draws the same four numbers whatever the strengths, so streams stay aligned across configs.
+    """
+    brightness, contrast, saturation = (rng.uniform(max(0.0, 1 - s), 1 + s) for s in (config.brightness, config.contrast, config.saturation))
+    return np.array([brightness, contrast, saturation, 2 * np.pi * rng.uniform(-config.hue, config.hue)])
+
+
+def apply_colour_jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Images (..., H, W, 3) float in [0, 1] with brightness, contrast, saturation and hue changed, in that
+    order, by factors (..., 4) from `jitter_factors`; each image by its own, clipped to [0, 1] after each."""
+    factors = factors.to(device=images.device, dtype=torch.float64)
+    brightness, contrast, saturation, angle = (factors[..., i, None, None, None] for i in range(4))  # (..., 1, 1, 1)
+    yiq = torch.as_tensor(_RGB_TO_YIQ, dtype=torch.float64, device=images.device)
+    gray_weights = yiq[0].to(images.dtype)
+    out = (images * brightness.to(images.dtype)).clamp(0, 1)
+    mean = (out @ gray_weights).mean(dim=(-2, -1))[..., None, None, None]
+    out = ((out - mean) * contrast.to(images.dtype) + mean).clamp(0, 1)
+    gray = (out @ gray_weights)[..., None]
+    out = (gray + (out - gray) * saturation.to(images.dtype)).clamp(0, 1)
+    cos, sin = torch.cos(angle[..., 0, 0, 0]), torch.sin(angle[..., 0, 0, 0])
+    rotation = torch.zeros((*cos.shape, 3, 3), dtype=torch.float64, device=images.device)
+    rotation[..., 0, 0], rotation[..., 1, 1], rotation[..., 1, 2] = 1.0, cos, -sin
+    rotation[..., 2, 1], rotation[..., 2, 2] = sin, cos
+    hue = torch.linalg.inv(yiq) @ rotation @ yiq  # (..., 3, 3): rotate the chroma plane of YIQ
+    return (out @ hue.transpose(-1, -2)[..., None, :, :].to(images.dtype)).clamp(0, 1)
 
 
 def colour_jitter(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1] with random brightness, contrast, saturation and hue, in that order.
-
-    Draws the same four numbers from `rng` whatever the strengths, so streams stay aligned across configs.
-    """
-    brightness, contrast, saturation = (rng.uniform(max(0.0, 1 - s), 1 + s) for s in (config.brightness, config.contrast, config.saturation))
-    angle = 2 * np.pi * rng.uniform(-config.hue, config.hue)
-    out = np.clip(image.astype(np.float32) * brightness, 0, 1)
-    mean = float((out @ _GRAY).mean())
-    out = np.clip((out - mean) * contrast + mean, 0, 1)
-    gray = (out @ _GRAY)[..., None]
-    out = np.clip(gray + (out - gray) * saturation, 0, 1)
-    if angle != 0.0:
-        rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
-        hue_matrix = np.linalg.inv(_RGB_TO_YIQ) @ rotation @ _RGB_TO_YIQ
-        out = np.clip(out @ hue_matrix.T.astype(np.float32), 0, 1)
-    return out.astype(np.float32)
+    """(H, W, 3) float32 in [0, 1] with random brightness, contrast, saturation and hue (`apply_colour_jitter`)."""
+    factors = torch.from_numpy(jitter_factors(rng, config))
+    return apply_colour_jitter(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), factors).numpy()

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Sampler
 from fast3r.data.multiview import MultiViewDataset, SampleKey, collate_views
 from fast3r.data.synthetic import TRAJECTORIES, SceneConfig, SyntheticSceneSource
 from fast3r.data.synthetic.scene import SCENE_KINDS
-from fast3r.data.transforms import TRAINING_AUGMENT, AugmentConfig
+from fast3r.data.transforms import POOL_AUGMENT, TRAINING_AUGMENT, AugmentConfig, jitter_factors
 from fast3r.data.views import View
 
 from .heldout import HELDOUT_SEED_BASE
@@ -59,7 +59,7 @@ class DataConfig:
     COLMAP reconstruction with depth maps in <dir>/depth; fresh mode). num_views / resolutions ((H, W)):
     one drawn per batch. image_ids: "pool" (view 0 gets 0, the others distinct random indices from
     1..image_id_pool-1, as the release) or "sequential" (0..N-1). augment: the release's colour jitter
-    and mild zoom (fresh mode). render_device: "cpu" renders in `num_workers` DataLoader processes,
+    and mild zoom (fresh mode; pool mode: the colour jitter alone, per view, on the training device). render_device: "cpu" renders in `num_workers` DataLoader processes,
     "cuda" in the main process (num_workers = 0). fov_deg: range of the cameras' horizontal field of
     view, drawn per scene (e.g. [30, 100] for narrow to wide lenses). See the module docstring for
     `mode`, the pool and `curriculum_steps` (0: none). Scene levers (fast3r.data.synthetic.SceneConfig;
@@ -162,8 +162,6 @@ class DataConfig:
                 raise ValueError("data.pool_slot_restart must be >= 0 (0: a continued run renders the whole pool)")
             if not 0.0 <= self.pool_device_share <= 1.0:
                 raise ValueError(f"data.pool_device_share must be a share from 0 to 1, got {self.pool_device_share}")
-            if self.augment:
-                raise ValueError("data.augment jitters views in fresh mode only; data.mode='pool' serves its scenes as rendered: set data.augment = false")
 
 
 @dataclass
@@ -338,7 +336,10 @@ class _PoolBatches:
         held = self.ring.held
         scenes = self.ring.count - held + rng.integers(held, size=config.batch_size)  # scene numbers in the pool
         chosen = np.stack([self._choose_views(rng, plan) for _ in scenes])
-        return Batch(step, self.ring.gather(scenes, chosen, plan.resolution), list(plan.image_ids))
+        jitter = None
+        if config.augment:  # drawn after the scenes and views, which stay those of a run without it
+            jitter = np.array([[jitter_factors(rng, POOL_AUGMENT) for _ in range(plan.num_views)] for _ in scenes])
+        return Batch(step, self.ring.gather(scenes, chosen, plan.resolution, jitter), list(plan.image_ids))
 
     def _choose_views(self, rng: np.random.Generator, plan: StepPlan) -> np.ndarray:
         """plan.num_views sorted view numbers of one scene, within a window of plan.view_window positions."""

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fast3r.data.synthetic import SyntheticSceneSource
+from fast3r.data.transforms import apply_colour_jitter
 from fast3r.io.images import to_model_range
 
 
@@ -89,9 +90,12 @@ class SceneRing:
             self.c2w[slot] = scene["c2w"].to(self.device)
             self.count += 1
 
-    def gather(self, scenes: np.ndarray, chosen: np.ndarray, resolution: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
+    def gather(
+        self, scenes: np.ndarray, chosen: np.ndarray, resolution: tuple[int, int], jitter: np.ndarray | None = None
+    ) -> list[dict[str, torch.Tensor]]:
         """Views chosen[b, i] of held scene numbers scenes[b], centre-cropped to `resolution` (height, width;
-        at most the rendered size, differing from it by even numbers), as a list over i of batched view dicts."""
+        at most the rendered size, differing from it by even numbers), as a list over i of batched view dicts.
+        jitter: (B, N, 4) colour jitter factors per view (`fast3r.data.transforms.jitter_factors`), or None."""
         height, width = resolution
         top, left = (self.height - height) // 2, (self.width - width) // 2
         rows, cols = slice(top, top + height), slice(left, left + width)
@@ -114,7 +118,7 @@ class SceneRing:
             valid = depth > 0
             views.append(
                 {
-                    "img": to_model_range(image),
+                    "img": to_model_range(image) if jitter is None else self._jittered(image, jitter[:, position]),
                     "pts3d": torch.where(valid[..., None], world, 0.0),
                     "valid": valid,
                     "camera_pose": c2w,
@@ -123,3 +127,8 @@ class SceneRing:
                 }
             )
         return views
+
+    def _jittered(self, image: torch.Tensor, factors: np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> colour-jittered float32 (B, 3, H, W) in [-1, 1], as fresh mode's views."""
+        jittered = apply_colour_jitter(image.to(torch.float32) / 255.0, torch.from_numpy(factors))
+        return (jittered * 2.0 - 1.0).movedim(-1, -3)
