@@ -22,9 +22,9 @@ def test_the_replayed_draws_are_those_of_the_training_loop(monkeypatch):
     drawn: list[int] = []
     gather = SceneRing.gather
 
-    def recording_gather(ring, scenes, chosen, resolution):
+    def recording_gather(ring, scenes, chosen, resolution, jitter=None):
         drawn.extend(int(scene) for scene in scenes)
-        return gather(ring, scenes, chosen, resolution)
+        return gather(ring, scenes, chosen, resolution, jitter)
 
     monkeypatch.setattr(SceneRing, "gather", recording_gather)
     for start, end, from_slot in ((0, 7, False), (7, 16, True)):  # a run, then a slot continuing it
