@@ -59,9 +59,10 @@ class DataConfig:
     COLMAP reconstruction with depth maps in <dir>/depth; fresh mode). num_views / resolutions ((H, W)):
     one drawn per batch. image_ids: "pool" (view 0 gets 0, the others distinct random indices from
     1..image_id_pool-1, as the release) or "sequential" (0..N-1). augment: the release's colour jitter
-    and mild zoom (fresh mode; pool mode: the colour jitter alone, per view, on the training device). render_device: "cpu" renders in `num_workers` DataLoader processes,
-    "cuda" in the main process (num_workers = 0). fov_deg: range of the cameras' horizontal field of
-    view, drawn per scene (e.g. [30, 100] for narrow to wide lenses). See the module docstring for
+    and mild zoom (fresh mode; pool mode: the colour jitter alone, per view, on the training device).
+    render_device: "cpu" renders in `num_workers` DataLoader processes, "cuda" in the main process
+    (num_workers = 0). fov_deg: range of the cameras' horizontal field of view, drawn per scene (e.g.
+    [30, 100] for narrow to wide lenses). See the module docstring for
     `mode`, the pool and `curriculum_steps` (0: none). Scene levers (fast3r.data.synthetic.SceneConfig;
     the defaults render the scenes as before): clutter: [low, high] small boxes and spheres per scene,
     on the floor and furniture; natural_textures: share of materials with 1/f-spectrum textures in
