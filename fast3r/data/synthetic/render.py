@@ -171,11 +171,12 @@ def _shade(
     else:  # each ray's material is either natural or procedural
         natural = scene.natural["used"].index_select(0, materials)
         albedo = torch.empty_like(points)
-        for rays, texture, arguments in (
-            (natural.nonzero()[:, 0], natural_albedo, (scene.natural,)),
-            ((~natural).nonzero()[:, 0], surface_albedo, (scene.materials, scene.table)),
-        ):
-            albedo.index_copy_(0, rays, texture(*arguments, *(values.index_select(0, rays) for values in (materials, uvs, footprint))))
+        rays = natural.nonzero()[:, 0]
+        at = [values.index_select(0, rays) for values in (materials, uvs, footprint)]
+        albedo.index_copy_(0, rays, natural_albedo(scene.natural, *at))
+        rays = (~natural).nonzero()[:, 0]
+        at = [values.index_select(0, rays) for values in (materials, uvs, footprint)]
+        albedo.index_copy_(0, rays, surface_albedo(scene.materials, scene.table, *at))
     shaded = albedo * lambert[:, None]
     if all_hit:
         return shaded
