@@ -27,11 +27,14 @@
 #            was the bundled model until the wide_random stage replaced it;
 #   wide_random: configs/small_wide_random_224.toml (9000 steps), from the wide-baseline stage's end, with
 #            half the samples `random`, at its config's pool rate (0.5) (2026-12-01, three slots on one
-#            H200). Its last slot, the schedule's end, is the bundled model, so a next stage is a new
-#            config whose init_weights is the bundled model;
+#            H200). Its last slot was the bundled model until the more_scenes stage replaced it;
 #   more_scenes: configs/small_more_scenes_224.toml (9000 steps), the wide random recipe on twice the new
-#            scenes per step (1.0, a quarter rendered on the GPU), from the bundled model. Planned, not yet
-#            run: it has no kept slot, so its first slot starts from the bundled model.
+#            scenes per step (1.0, all rendered by the CPU workers), from the wide random stage's end
+#            (2026-12-01, three slots on one H200). Its last slot, the schedule's end, is the bundled
+#            model, so a next stage is a new config whose init_weights is the bundled model;
+#   colour_jitter: configs/small_colour_jitter_224.toml (9000 steps), the more-scenes recipe with each
+#            view's colours jittered (`data.augment`), from the bundled model. Planned, not yet run: it
+#            has no kept slot, so its first slot starts from the bundled model.
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
@@ -54,7 +57,7 @@ cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast off
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:?set OUT to the folder whose files come back}
-NAME=${CHAIN:-wide_random}
+NAME=${CHAIN:-more_scenes}
 rate=0.75  # new scenes per step: the chains before wide_random ran at 0.75 whatever their configs say
 case $NAME in
   wide) CONFIG=configs/small_wide_224.toml; schedule=(--set steps=20000 --set data.curriculum_steps=2000) ;;
@@ -67,7 +70,8 @@ case $NAME in
   wide_baseline) CONFIG=configs/small_wide_baseline_224.toml; schedule=() ;;
   wide_random) CONFIG=configs/small_wide_random_224.toml; schedule=(); rate= ;;  # its config's rate
   more_scenes) CONFIG=configs/small_more_scenes_224.toml; schedule=(); rate= ;;
-  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random or more_scenes, got '$NAME'"; exit 2 ;;
+  colour_jitter) CONFIG=configs/small_colour_jitter_224.toml; schedule=(); rate= ;;
+  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes or colour_jitter, got '$NAME'"; exit 2 ;;
 esac
 rate=${POOL_RATE:-$rate}  # POOL_RATE overrides
 pool=(); [ -n "$rate" ] && pool=(--set data.pool_scenes_per_step=$rate)

@@ -53,26 +53,26 @@ def test_each_chain_runs_at_the_pool_rate_it_ran_at(tmp_path, monkeypatch):
 
 
 def test_a_slot_of_another_chain_is_not_continued(tmp_path):
-    assert assemble(tmp_path, "wide_random").returncode == 0
-    assert (tmp_path / "slot.chain").read_text().strip() == "wide_random"
+    assert assemble(tmp_path, "more_scenes").returncode == 0
+    assert (tmp_path / "slot.chain").read_text().strip() == "more_scenes"
     run = assemble(tmp_path, "outward")  # the outward stage kept no slot (not kept as the bundled model): it starts afresh
     assert run.returncode == 0, run.stdout + run.stderr
     assert "not continuing it" in run.stdout and "starts from configs/small_outward_224.toml's init_weights" in run.stdout
     assert not (tmp_path / "slot").exists() and not (tmp_path / "slot.chain").exists()
     run = assemble(tmp_path, "foo")
-    assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random or more_scenes, got 'foo'" in run.stdout
+    assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes or colour_jitter, got 'foo'" in run.stdout
 
 
 def test_the_planned_stage_starts_from_the_bundled_model_at_its_own_rate(tmp_path):
-    run = assemble(tmp_path, "more_scenes")
+    run = assemble(tmp_path, "colour_jitter")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "more_scenes: new scenes per step: data.pool_scenes_per_step of configs/small_more_scenes_224.toml" in run.stdout
-    assert "starts from configs/small_more_scenes_224.toml's init_weights" in run.stdout
-    config = load_train_config(REPO / "configs" / "small_more_scenes_224.toml")
+    assert "colour_jitter: new scenes per step: data.pool_scenes_per_step of configs/small_colour_jitter_224.toml" in run.stdout
+    assert "starts from configs/small_colour_jitter_224.toml's init_weights" in run.stdout
+    config = load_train_config(REPO / "configs" / "small_colour_jitter_224.toml")
     assert (REPO / config.model.init_weights).resolve() == BUNDLED.resolve()
 
 
-@pytest.mark.parametrize("chain", ["wide", "random", "random_long", "random_rooms", "wide_baseline"])  # kept slots that were the bundled model before
+@pytest.mark.parametrize("chain", ["wide", "random", "random_long", "random_rooms", "wide_baseline", "wide_random"])  # kept slots that were the bundled model before
 def test_a_chain_whose_slot_is_no_longer_the_bundled_model_is_refused(tmp_path, chain):
     run = assemble(tmp_path, chain)
     assert run.returncode == 2 and "the bundled weights are not the chain's last slot" in run.stderr

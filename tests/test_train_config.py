@@ -137,8 +137,18 @@ def test_more_scenes_stage_is_the_wide_random_recipe_on_twice_the_new_scenes():
     new_scenes = stage["data"].pop("seed_base")  # past the wide random stage's scenes, below the eval sets' 10M
     assert base["data"].pop("seed_base") + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
     assert stage["data"].pop("pool_scenes_per_step") == 2 * base["data"].pop("pool_scenes_per_step")
-    assert (stage["data"].pop("pool_device_share"), base["data"].pop("pool_device_share")) == (0.25, 0.0)
-    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model: the wide random stage's end
+    assert stage["data"].pop("pool_device_share") == base["data"].pop("pool_device_share") == 0.0  # as run: the workers kept up
+    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model then: the wide random stage's end
+    assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"] and stage["seed"] != base["seed"]
+    _assert_rest_is_the_recipe(base, stage)
+
+
+def test_colour_jitter_stage_is_the_more_scenes_recipe_with_jittered_views_on_new_scenes():
+    base, stage = _stage_configs("small_more_scenes_224", "small_colour_jitter_224")
+    new_scenes = stage["data"].pop("seed_base")  # past the more-scenes stage's scenes, below the eval sets' 10M
+    assert base["data"].pop("seed_base") + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+    assert (stage["data"].pop("augment"), base["data"].pop("augment")) == (True, False)
+    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model: the more-scenes stage's end
     assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"] and stage["seed"] != base["seed"]
     _assert_rest_is_the_recipe(base, stage)
 
