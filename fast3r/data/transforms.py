@@ -114,6 +114,7 @@ def _resample_image(image: np.ndarray, scale: float, first_u: float, first_v: fl
 
 
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 
 
 def jitter_factors(rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
@@ -141,7 +142,8 @@ def apply_colour_jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Te
     rotation = torch.zeros((*cos.shape, 3, 3), dtype=torch.float64, device=images.device)
     rotation[..., 0, 0], rotation[..., 1, 1], rotation[..., 1, 2] = 1.0, cos, -sin
     rotation[..., 2, 1], rotation[..., 2, 2] = sin, cos
-    hue = torch.linalg.inv(yiq) @ rotation @ yiq  # (..., 3, 3): rotate the chroma plane of YIQ
+    to_rgb = torch.as_tensor(_YIQ_TO_RGB, dtype=torch.float64, device=images.device)
+    hue = to_rgb @ rotation @ yiq  # (..., 3, 3): rotate the chroma plane of YIQ
     return (out @ hue.transpose(-1, -2)[..., None, :, :].to(images.dtype)).clamp(0, 1)
 
 

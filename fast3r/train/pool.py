@@ -102,6 +102,7 @@ class SceneRing:
         pixel_v, pixel_u = self.pixel_v[:height, :width], self.pixel_u[:height, :width]
         slots = torch.as_tensor(scenes % self.capacity, device=self.device)
         chosen = torch.as_tensor(chosen, device=self.device)  # (B, N) view numbers within each scene
+        factors = None if jitter is None else torch.as_tensor(jitter, device=self.device)  # (B, N, 4), one copy
         K = self.K[slots]  # (B, 3, 3), a copy
         K[:, 0, 2] -= left
         K[:, 1, 2] -= top
@@ -118,7 +119,7 @@ class SceneRing:
             valid = depth > 0
             views.append(
                 {
-                    "img": to_model_range(image) if jitter is None else self._jittered(image, jitter[:, position]),
+                    "img": to_model_range(image) if factors is None else self._jittered(image, factors[:, position]),
                     "pts3d": torch.where(valid[..., None], world, 0.0),
                     "valid": valid,
                     "camera_pose": c2w,
@@ -128,7 +129,8 @@ class SceneRing:
             )
         return views
 
-    def _jittered(self, image: torch.Tensor, factors: np.ndarray) -> torch.Tensor:
-        """uint8 (B, H, W, 3) -> colour-jittered float32 (B, 3, H, W) in [-1, 1], as fresh mode's views."""
-        jittered = apply_colour_jitter(image.to(torch.float32) / 255.0, torch.from_numpy(factors))
+    def _jittered(self, image: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> colour-jittered float32 (B, 3, H, W) in [-1, 1], as fresh mode's views;
+        factors (B, 4) on the ring's device."""
+        jittered = apply_colour_jitter(image.to(torch.float32) / 255.0, factors)
         return (jittered * 2.0 - 1.0).movedim(-1, -3)
