@@ -33,8 +33,11 @@
 #            (2026-12-01, three slots on one H200). Its last slot, the schedule's end, is the bundled
 #            model, so a next stage is a new config whose init_weights is the bundled model;
 #   colour_jitter: configs/small_colour_jitter_224.toml (9000 steps), the more-scenes recipe with each
-#            view's colours jittered (`data.augment`), from the bundled model. Planned, not yet run: it
-#            has no kept slot, so its first slot starts from the bundled model.
+#            view's colours jittered (`data.augment`), from the bundled model (run to its end on
+#            2026-12-02 and not kept, so it has no kept slot and starts again from the bundled model);
+#   fewer_draws: configs/small_fewer_draws_224.toml (9000 steps), the more-scenes recipe at 1.25 new
+#            scenes per step, from the bundled model. Planned, not yet run: it has no kept slot, so its
+#            first slot starts from the bundled model.
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
@@ -71,7 +74,8 @@ case $NAME in
   wide_random) CONFIG=configs/small_wide_random_224.toml; schedule=(); rate= ;;  # its config's rate
   more_scenes) CONFIG=configs/small_more_scenes_224.toml; schedule=(); rate= ;;
   colour_jitter) CONFIG=configs/small_colour_jitter_224.toml; schedule=(); rate= ;;
-  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes or colour_jitter, got '$NAME'"; exit 2 ;;
+  fewer_draws) CONFIG=configs/small_fewer_draws_224.toml; schedule=(); rate= ;;
+  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes, colour_jitter or fewer_draws, got '$NAME'"; exit 2 ;;
 esac
 rate=${POOL_RATE:-$rate}  # POOL_RATE overrides
 pool=(); [ -n "$rate" ] && pool=(--set data.pool_scenes_per_step=$rate)

@@ -60,16 +60,22 @@ def test_a_slot_of_another_chain_is_not_continued(tmp_path):
     assert "not continuing it" in run.stdout and "starts from configs/small_outward_224.toml's init_weights" in run.stdout
     assert not (tmp_path / "slot").exists() and not (tmp_path / "slot.chain").exists()
     run = assemble(tmp_path, "foo")
-    assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes or colour_jitter, got 'foo'" in run.stdout
+    assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes, colour_jitter or fewer_draws, got 'foo'" in run.stdout
 
 
 def test_the_planned_stage_starts_from_the_bundled_model_at_its_own_rate(tmp_path):
+    run = assemble(tmp_path, "fewer_draws")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "fewer_draws: new scenes per step: data.pool_scenes_per_step of configs/small_fewer_draws_224.toml" in run.stdout
+    assert "starts from configs/small_fewer_draws_224.toml's init_weights" in run.stdout
+    config = load_train_config(REPO / "configs" / "small_fewer_draws_224.toml")
+    assert (REPO / config.model.init_weights).resolve() == BUNDLED.resolve()
+
+
+def test_a_stage_run_and_not_kept_starts_again_from_the_bundled_model(tmp_path):
     run = assemble(tmp_path, "colour_jitter")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "colour_jitter: new scenes per step: data.pool_scenes_per_step of configs/small_colour_jitter_224.toml" in run.stdout
     assert "starts from configs/small_colour_jitter_224.toml's init_weights" in run.stdout
-    config = load_train_config(REPO / "configs" / "small_colour_jitter_224.toml")
-    assert (REPO / config.model.init_weights).resolve() == BUNDLED.resolve()
 
 
 @pytest.mark.parametrize("chain", ["wide", "random", "random_long", "random_rooms", "wide_baseline", "wide_random"])  # kept slots that were the bundled model before

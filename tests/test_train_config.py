@@ -153,6 +153,19 @@ def test_colour_jitter_stage_is_the_more_scenes_recipe_with_jittered_views_on_ne
     _assert_rest_is_the_recipe(base, stage)
 
 
+def test_fewer_draws_stage_is_the_more_scenes_recipe_at_a_quarter_more_new_scenes():
+    base, stage = _stage_configs("small_more_scenes_224", "small_fewer_draws_224")
+    new_scenes = stage["data"].pop("seed_base")  # past the colour-jitter stage's scenes, below the eval sets' 10M
+    jitter = load_train_config("configs/small_colour_jitter_224.toml")
+    jitter_scenes = jitter.data.seed_base
+    assert base["data"].pop("seed_base") < jitter_scenes and jitter_scenes + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+    assert stage["data"].pop("pool_scenes_per_step") == 1.25 * base["data"].pop("pool_scenes_per_step")
+    assert stage["data"].pop("pool_device_share") == base["data"].pop("pool_device_share") == 0.0
+    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model: the more-scenes stage's end
+    assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"] and stage["seed"] not in (base["seed"], jitter.seed)
+    _assert_rest_is_the_recipe(base, stage)
+
+
 def test_release_config_follows_the_recipe():
     config = load_train_config("configs/release_vitl512.toml")
     assert config.model.preset == "vitl512" and config.data.num_views == [20] and config.data.batch_size == 1
