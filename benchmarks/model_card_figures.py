@@ -1,6 +1,6 @@
 """Score demo-model candidates on the scenes with true cameras that the model card reports, each beside
-the identity-pose baseline: `examples/room`, the demo's scene and, when `--shared-data` holds it, the
-real templeRing photos (47 views around a plaster temple).
+the identity-pose baseline: `examples/room`, the demo's scene and, when `--shared-data` holds them, the
+real templeRing photos (47 views around a plaster temple) and a real dining room (5 RGB-D frames).
 
     python benchmarks/model_card_figures.py fast3r/weights/fast3r-small-224 runs/slot --out figures.json
 
@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from fast3r.demo import render_demo_scene
 from fast3r.eval.pose import identity_baseline_metrics, pose_metrics
@@ -44,6 +45,30 @@ def templering_scene(shared_data: Path) -> tuple[list[Path], np.ndarray] | None:
     return [meta.parent / frame["file"] for frame in frames], np.array([frame["c2w"] for frame in frames], dtype=np.float64)
 
 
+def centred_crop_box(K: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the largest crop whose centre is the principal point (pixel i's
+    centre at i), as PIL's Image.crop takes it: Fast3R's cameras put the principal point at the centre."""
+    cx, cy = K[0, 2], K[1, 2]
+    half_width = int(min(cx + 0.5, width - 0.5 - cx))  # whole pixels either side of the principal point
+    half_height = int(min(cy + 0.5, height - 0.5 - cy))
+    left, top = round(cx + 0.5 - half_width), round(cy + 0.5 - half_height)
+    return left, top, left + 2 * half_width, top + 2 * half_height
+
+
+def rgbd_dining_scene(shared_data: Path, folder: Path) -> tuple[list[Path], np.ndarray] | None:
+    """The real dining-room photos (5 views, Kinect-style camera), each cropped around its off-centre
+    principal point into `folder`, and their c2w (OpenCV axes); None when the shared data is absent."""
+    meta = shared_data / "rgbd_dining" / "cameras_opencv.json"
+    if not meta.exists():
+        return None
+    photos, frames = [], json.loads(meta.read_text())["frames"]
+    for index, frame in enumerate(frames):
+        box = centred_crop_box(np.array(frame["K"], dtype=np.float64), frame["width"], frame["height"])
+        photos.append(folder / f"dining_{index}.png")
+        Image.open(meta.parent / frame["file"]).crop(box).save(photos[-1])
+    return photos, np.array([frame["c2w"] for frame in frames], dtype=np.float64)
+
+
 def score(weights: str, photos: list[Path], c2w_true: np.ndarray) -> dict[str, float]:
     result = reconstruct([str(p) for p in photos], weights=weights, device="cpu", dtype="fp32", progress=False)
     return pose_metrics(result.cameras.c2w, c2w_true)
@@ -65,6 +90,12 @@ def main() -> None:
             print(f"templeRing skipped: no {args.shared_data}/templering")
         else:
             scenes[f"templeRing (real, {len(temple[0])} views)"] = temple
+        (Path(demo_folder) / "dining").mkdir()
+        dining = rgbd_dining_scene(Path(args.shared_data), Path(demo_folder) / "dining")
+        if dining is None:
+            print(f"rgbd_dining skipped: no {args.shared_data}/rgbd_dining")
+        else:
+            scenes[f"dining room (real, {len(dining[0])} views)"] = dining
         figures = {name: {"identity poses": identity_baseline_metrics(c2w)} for name, (_, c2w) in scenes.items()}
         for weights in args.weights:
             for name, (photos, c2w) in scenes.items():
