@@ -21,6 +21,7 @@ from PIL import Image
 
 from fast3r.demo import render_demo_scene
 from fast3r.eval.pose import identity_baseline_metrics, pose_metrics
+from fast3r.geometry.groundtruth import centred_crop
 from fast3r.io.atomic import write_text_atomic
 from fast3r.io.cameras_json import read_cameras_json
 from fast3r.pipeline import reconstruct
@@ -45,16 +46,6 @@ def templering_scene(shared_data: Path) -> tuple[list[Path], np.ndarray] | None:
     return [meta.parent / frame["file"] for frame in frames], np.array([frame["c2w"] for frame in frames], dtype=np.float64)
 
 
-def centred_crop_box(K: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of the largest crop whose centre is the principal point (pixel i's
-    centre at i), as PIL's Image.crop takes it: Fast3R's cameras put the principal point at the centre."""
-    cx, cy = K[0, 2], K[1, 2]
-    half_width = int(min(cx + 0.5, width - 0.5 - cx))  # whole pixels either side of the principal point
-    half_height = int(min(cy + 0.5, height - 0.5 - cy))
-    left, top = round(cx + 0.5 - half_width), round(cy + 0.5 - half_height)
-    return left, top, left + 2 * half_width, top + 2 * half_height
-
-
 def rgbd_dining_scene(shared_data: Path, folder: Path) -> tuple[list[Path], np.ndarray] | None:
     """The real dining-room photos (5 views, Kinect-style camera), each cropped around its off-centre
     principal point into `folder`, and their c2w (OpenCV axes); None when the shared data is absent."""
@@ -63,9 +54,9 @@ def rgbd_dining_scene(shared_data: Path, folder: Path) -> tuple[list[Path], np.n
         return None
     photos, frames = [], json.loads(meta.read_text())["frames"]
     for index, frame in enumerate(frames):
-        box = centred_crop_box(np.array(frame["K"], dtype=np.float64), frame["width"], frame["height"])
+        rows, cols = centred_crop(np.array(frame["K"], dtype=np.float64), frame["height"], frame["width"])
         photos.append(folder / f"dining_{index}.png")
-        Image.open(meta.parent / frame["file"]).crop(box).save(photos[-1])
+        Image.open(meta.parent / frame["file"]).crop((cols.start, rows.start, cols.stop, rows.stop)).save(photos[-1])
     return photos, np.array([frame["c2w"] for frame in frames], dtype=np.float64)
 
 

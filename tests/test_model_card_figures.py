@@ -29,17 +29,9 @@ def test_templering_scene_reads_the_shared_photos_and_cameras(shared_data):
     assert np.ptp(np.linalg.norm(centres - centres.mean(0), axis=1)) < 0.1
 
 
-def test_centred_crop_box_puts_the_principal_point_at_the_centre():
-    K = np.array([[518.0, 0, 325.5], [0, 519.0, 253.5], [0, 0, 1]])  # rgbd_dining's camera
-    left, top, right, bottom = figures.centred_crop_box(K, 640, 480)
-    assert (left, top, right, bottom) == (12, 28, 640, 480)  # the largest such crop
-    assert (325.5 - left, 253.5 - top) == ((right - left - 1) / 2, (bottom - top - 1) / 2)
-    assert figures.centred_crop_box(np.array([[100.0, 0, 31.5], [0, 100.0, 23.5], [0, 0, 1]]), 64, 48) == (0, 0, 64, 48)
-
-
 def test_rgbd_dining_scene_crops_the_shared_photos(shared_data, tmp_path):
     photos, c2w = figures.rgbd_dining_scene(shared_data, tmp_path)
     assert len(photos) == len(c2w) == 5 and all(p.parent == tmp_path for p in photos)
-    assert {Image.open(p).size for p in photos} == {(628, 452)}
+    assert {Image.open(p).size for p in photos} == {(629, 453)}  # columns 11-639, rows 27-479: the data README's crop
     assert np.allclose(c2w[:, :3, :3] @ c2w[:, :3, :3].transpose(0, 2, 1), np.eye(3), atol=1e-5)
     assert figures.rgbd_dining_scene(tmp_path, tmp_path) is None
