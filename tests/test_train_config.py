@@ -148,7 +148,7 @@ def test_colour_jitter_stage_is_the_more_scenes_recipe_with_jittered_views_on_ne
     new_scenes = stage["data"].pop("seed_base")  # past the more-scenes stage's scenes, below the eval sets' 10M
     assert base["data"].pop("seed_base") + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
     assert (stage["data"].pop("augment"), base["data"].pop("augment")) == (True, False)
-    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model: the more-scenes stage's end
+    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model then: the more-scenes stage's end
     assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"] and stage["seed"] != base["seed"]
     _assert_rest_is_the_recipe(base, stage)
 
@@ -161,8 +161,19 @@ def test_fewer_draws_stage_is_the_more_scenes_recipe_at_a_quarter_more_new_scene
     assert base["data"].pop("seed_base") < jitter_scenes and jitter_scenes + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
     assert stage["data"].pop("pool_scenes_per_step") == 1.25 * base["data"].pop("pool_scenes_per_step")
     assert stage["data"].pop("pool_device_share") == base["data"].pop("pool_device_share") == 0.0
-    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model: the more-scenes stage's end
+    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model then: the more-scenes stage's end
     assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"] and stage["seed"] not in (base["seed"], jitter.seed)
+    _assert_rest_is_the_recipe(base, stage)
+
+
+def test_lighter_scenes_stage_is_the_fewer_draws_recipe_on_pool_scenes_of_twelve_views():
+    base, stage = _stage_configs("small_fewer_draws_224", "small_lighter_scenes_224")
+    new_scenes = stage["data"].pop("seed_base")  # past the fewer-draws stage's 11281 scenes, below the eval sets' 10M
+    assert base["data"].pop("seed_base") + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+    assert (stage["data"].pop("pool_views"), base["data"].pop("pool_views")) == (12, 16)  # 0.75x the render time
+    assert stage["data"].pop("pool_scenes_per_step") == 1.6 and base["data"].pop("pool_scenes_per_step") == 1.25
+    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model: the fewer-draws stage's end
+    assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"] and stage["seed"] != base["seed"]
     _assert_rest_is_the_recipe(base, stage)
 
 
