@@ -67,18 +67,8 @@ NAME=${CHAIN:-fewer_draws}
 rate=0.75  # new scenes per step: the chains before wide_random ran at 0.75 whatever their configs say
 case $NAME in
   wide) CONFIG=configs/small_wide_224.toml; schedule=(--set steps=20000 --set data.curriculum_steps=2000) ;;
-  outward) CONFIG=configs/small_outward_224.toml; schedule=() ;;
-  varied) CONFIG=configs/small_varied_224.toml; schedule=() ;;
-  random) CONFIG=configs/small_random_224.toml; schedule=() ;;
-  random_long) CONFIG=configs/small_random_long_224.toml; schedule=() ;;
-  random_rooms) CONFIG=configs/small_random_rooms_224.toml; schedule=() ;;
-  fresh_rooms) CONFIG=configs/small_fresh_rooms_224.toml; schedule=() ;;
-  wide_baseline) CONFIG=configs/small_wide_baseline_224.toml; schedule=() ;;
-  wide_random) CONFIG=configs/small_wide_random_224.toml; schedule=(); rate= ;;  # its config's rate
-  more_scenes) CONFIG=configs/small_more_scenes_224.toml; schedule=(); rate= ;;
-  colour_jitter) CONFIG=configs/small_colour_jitter_224.toml; schedule=(); rate= ;;
-  fewer_draws) CONFIG=configs/small_fewer_draws_224.toml; schedule=(); rate= ;;
-  lighter_scenes) CONFIG=configs/small_lighter_scenes_224.toml; schedule=(); rate= ;;
+  outward|varied|random|random_long|random_rooms|fresh_rooms|wide_baseline) CONFIG=configs/small_${NAME}_224.toml; schedule=() ;;
+  wide_random|more_scenes|colour_jitter|fewer_draws|lighter_scenes) CONFIG=configs/small_${NAME}_224.toml; schedule=(); rate= ;;  # their configs' rates
   *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes, colour_jitter, fewer_draws or lighter_scenes, got '$NAME'"; exit 2 ;;
 esac
 rate=${POOL_RATE:-$rate}  # POOL_RATE overrides
