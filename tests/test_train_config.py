@@ -143,37 +143,49 @@ def test_more_scenes_stage_is_the_wide_random_recipe_on_twice_the_new_scenes():
     _assert_rest_is_the_recipe(base, stage)
 
 
+def _assert_continues_the_bundled_model_on_new_scenes(base: dict, stage: dict, *others) -> None:
+    """The stage starts from the bundled model of its time on scenes past its base's and `others`' (configs
+    run between them), below the eval sets' 10M, with the base's schedule and held-out check and a seed of
+    its own. Pops `seed_base`."""
+    new_scenes = stage["data"].pop("seed_base")
+    earlier = [base["data"].pop("seed_base")] + [other.data.seed_base for other in others]
+    assert max(earlier) + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"
+    assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"]
+    assert stage["seed"] not in [base["seed"]] + [other.seed for other in others]
+
+
 def test_colour_jitter_stage_is_the_more_scenes_recipe_with_jittered_views_on_new_scenes():
     base, stage = _stage_configs("small_more_scenes_224", "small_colour_jitter_224")
-    new_scenes = stage["data"].pop("seed_base")  # past the more-scenes stage's scenes, below the eval sets' 10M
-    assert base["data"].pop("seed_base") + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage)  # then: the more-scenes stage's end
     assert (stage["data"].pop("augment"), base["data"].pop("augment")) == (True, False)
-    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model then: the more-scenes stage's end
-    assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"] and stage["seed"] != base["seed"]
     _assert_rest_is_the_recipe(base, stage)
 
 
 def test_fewer_draws_stage_is_the_more_scenes_recipe_at_a_quarter_more_new_scenes():
     base, stage = _stage_configs("small_more_scenes_224", "small_fewer_draws_224")
-    new_scenes = stage["data"].pop("seed_base")  # past the colour-jitter stage's scenes, below the eval sets' 10M
-    jitter = load_train_config("configs/small_colour_jitter_224.toml")
-    jitter_scenes = jitter.data.seed_base
-    assert base["data"].pop("seed_base") < jitter_scenes and jitter_scenes + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+    jitter = load_train_config("configs/small_colour_jitter_224.toml")  # run in between, on scenes of its own
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage, jitter)  # then: the more-scenes stage's end
     assert stage["data"].pop("pool_scenes_per_step") == 1.25 * base["data"].pop("pool_scenes_per_step")
     assert stage["data"].pop("pool_device_share") == base["data"].pop("pool_device_share") == 0.0
-    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model then: the more-scenes stage's end
-    assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"] and stage["seed"] not in (base["seed"], jitter.seed)
     _assert_rest_is_the_recipe(base, stage)
 
 
 def test_lighter_scenes_stage_is_the_fewer_draws_recipe_on_pool_scenes_of_twelve_views():
     base, stage = _stage_configs("small_fewer_draws_224", "small_lighter_scenes_224")
-    new_scenes = stage["data"].pop("seed_base")  # past the fewer-draws stage's 11281 scenes, below the eval sets' 10M
-    assert base["data"].pop("seed_base") + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage)  # then: the fewer-draws stage's end
     assert (stage["data"].pop("pool_views"), base["data"].pop("pool_views")) == (12, 16)  # 0.75x the render time
     assert stage["data"].pop("pool_scenes_per_step") == 1.6 and base["data"].pop("pool_scenes_per_step") == 1.25
-    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model: the fewer-draws stage's end
-    assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"] and stage["seed"] != base["seed"]
+    _assert_rest_is_the_recipe(base, stage)
+
+
+def test_more_random_stage_is_the_lighter_scenes_recipe_with_two_orbit_sixteenths_moved_to_random():
+    base, stage = _stage_configs("small_lighter_scenes_224", "small_more_random_224")
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage)  # the lighter-scenes stage's end
+    trained, before = stage["data"].pop("trajectories"), base["data"].pop("trajectories")
+    assert len(trained) == len(before) == 16 and (trained.count("random"), before.count("random")) == (10, 8)
+    assert (trained.count("orbit"), before.count("orbit")) == (3, 5)
+    assert sorted(t for t in trained if t not in ("orbit", "random")) == sorted(t for t in before if t not in ("orbit", "random"))
     _assert_rest_is_the_recipe(base, stage)
 
 
