@@ -53,6 +53,18 @@ def _assert_rest_is_the_recipe(base: dict, stage: dict) -> None:
     assert stage == base
 
 
+def _assert_continues_the_bundled_model_on_new_scenes(base: dict, stage: dict, *others) -> None:
+    """The stage starts from the bundled model of its time on scenes past its base's and `others`' (configs
+    run between them), below the eval sets' 10M, with the base's schedule and held-out check and a seed of
+    its own. Pops `seed_base`."""
+    new_scenes = stage["data"].pop("seed_base")
+    earlier = [base["data"].pop("seed_base")] + [other.data.seed_base for other in others]
+    assert max(earlier) + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"
+    assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"]
+    assert stage["seed"] not in [base["seed"]] + [other.seed for other in others]
+
+
 def test_outward_stage_is_the_wide_recipe_with_outward_captures_and_random_held_out():
     wide, outward = _stage_configs("small_wide_224", "small_outward_224")
     trained = outward["data"].pop("trajectories")
@@ -101,9 +113,7 @@ def test_rooms_stage_draws_random_rooms_more_often_on_new_scenes_at_a_lower_lr()
 
 def test_fresh_rooms_stage_is_the_rooms_recipe_on_new_scenes_only():
     rooms, fresh = _stage_configs("small_random_rooms_224", "small_fresh_rooms_224")
-    new_scenes = fresh["data"].pop("seed_base")  # past the rooms stage's scenes, below the eval sets' 10M
-    assert rooms["data"].pop("seed_base") + 20000 * rooms["data"]["batch_size"] < new_scenes < 10_000_000
-    assert fresh["heldout"] == rooms["heldout"] and fresh["steps"] == rooms["steps"] and fresh["seed"] != rooms["seed"]
+    _assert_continues_the_bundled_model_on_new_scenes(rooms, fresh)  # then: the rooms stage's end
     assert fresh["optim"]["warmup_fraction"] == rooms["optim"]["warmup_fraction"]
     _assert_rest_is_the_recipe(rooms, fresh)
 
@@ -113,10 +123,8 @@ def test_wide_baseline_stage_draws_orbit_and_random_more_often_on_new_scenes():
     trained = stage["data"].pop("trajectories")
     assert sorted(set(trained)) == sorted(set(rooms["data"].pop("trajectories")))
     assert (trained.count("orbit"), trained.count("random"), trained.count("arc")) == (3, 4, 1)
-    new_scenes = stage["data"].pop("seed_base")  # past the fresh rooms stage's scenes, below the eval sets' 10M
-    fresh_scenes = load_train_config("configs/small_fresh_rooms_224.toml").data.seed_base
-    assert rooms["data"].pop("seed_base") < fresh_scenes and fresh_scenes + 20000 * rooms["data"]["batch_size"] < new_scenes < 10_000_000
-    assert stage["heldout"] == rooms["heldout"] and stage["steps"] == rooms["steps"] and stage["seed"] != rooms["seed"]
+    fresh = load_train_config("configs/small_fresh_rooms_224.toml")  # run in between, on scenes of its own
+    _assert_continues_the_bundled_model_on_new_scenes(rooms, stage, fresh)  # then: the rooms stage's end
     _assert_rest_is_the_recipe(rooms, stage)
 
 
@@ -134,25 +142,10 @@ def test_wide_random_stage_draws_random_half_the_time_on_new_scenes_for_longer()
 
 def test_more_scenes_stage_is_the_wide_random_recipe_on_twice_the_new_scenes():
     base, stage = _stage_configs("small_wide_random_224", "small_more_scenes_224")
-    new_scenes = stage["data"].pop("seed_base")  # past the wide random stage's scenes, below the eval sets' 10M
-    assert base["data"].pop("seed_base") + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage)  # then: the wide random stage's end
     assert stage["data"].pop("pool_scenes_per_step") == 2 * base["data"].pop("pool_scenes_per_step")
     assert stage["data"].pop("pool_device_share") == base["data"].pop("pool_device_share") == 0.0  # as run: the workers kept up
-    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"  # the bundled model then: the wide random stage's end
-    assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"] and stage["seed"] != base["seed"]
     _assert_rest_is_the_recipe(base, stage)
-
-
-def _assert_continues_the_bundled_model_on_new_scenes(base: dict, stage: dict, *others) -> None:
-    """The stage starts from the bundled model of its time on scenes past its base's and `others`' (configs
-    run between them), below the eval sets' 10M, with the base's schedule and held-out check and a seed of
-    its own. Pops `seed_base`."""
-    new_scenes = stage["data"].pop("seed_base")
-    earlier = [base["data"].pop("seed_base")] + [other.data.seed_base for other in others]
-    assert max(earlier) + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
-    assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"
-    assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"]
-    assert stage["seed"] not in [base["seed"]] + [other.seed for other in others]
 
 
 def test_colour_jitter_stage_is_the_more_scenes_recipe_with_jittered_views_on_new_scenes():
