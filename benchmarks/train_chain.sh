@@ -31,7 +31,7 @@
 #   more_scenes: configs/small_more_scenes_224.toml (9000 steps), the wide random recipe on twice the new
 #            scenes per step (1.0, all rendered by the CPU workers), from the wide random stage's end
 #            (2026-12-01, three slots on one H200). Its last slot was the bundled model until the
-#            fewer_draws stage replaced it; a next stage is a new config whose init_weights is the bundled model;
+#            fewer_draws stage replaced it;
 #   colour_jitter: configs/small_colour_jitter_224.toml (9000 steps), the more-scenes recipe with each
 #            view's colours jittered (`data.augment`), from the more-scenes stage's end (run to its end on
 #            2026-12-02 and not kept, so it has no kept slot and starts again from the bundled model);
