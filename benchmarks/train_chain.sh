@@ -40,10 +40,14 @@
 #            last slot was the bundled model until the lighter_scenes stage replaced it;
 #   lighter_scenes: configs/small_lighter_scenes_224.toml (9000 steps), the fewer-draws recipe on pool
 #            scenes of 12 views at 1.6 new scenes per step, from the fewer-draws stage's end (2026-12-02,
-#            two slots on one H200). Its last slot, the schedule's end, is the bundled model;
+#            two slots on one H200). Its last slot was the bundled model until the more_random stage
+#            replaced it;
 #   more_random: configs/small_more_random_224.toml (9000 steps), the lighter-scenes recipe with 10 of 16
-#            samples `random` instead of 8, from the bundled model. Planned, not yet run: it has no kept
-#            slot, so its first slot starts from the bundled model.
+#            samples `random` instead of 8, from the lighter-scenes stage's end (2026-12-02, two slots on
+#            one H200). Its last slot, the schedule's end, is the bundled model;
+#   more_random_again: configs/small_more_random_again_224.toml (9000 steps), the more-random recipe
+#            unchanged on new scenes, from the bundled model. Planned, not yet run: it has no kept slot, so
+#            its first slot starts from the bundled model.
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
@@ -66,13 +70,13 @@ cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast off
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:?set OUT to the folder whose files come back}
-NAME=${CHAIN:-lighter_scenes}
+NAME=${CHAIN:-more_random}
 rate=0.75  # new scenes per step: the chains before wide_random ran at 0.75 whatever their configs say
 case $NAME in
   wide) CONFIG=configs/small_wide_224.toml; schedule=(--set steps=20000 --set data.curriculum_steps=2000) ;;
   outward|varied|random|random_long|random_rooms|fresh_rooms|wide_baseline) CONFIG=configs/small_${NAME}_224.toml; schedule=() ;;
-  wide_random|more_scenes|colour_jitter|fewer_draws|lighter_scenes|more_random) CONFIG=configs/small_${NAME}_224.toml; schedule=(); rate= ;;  # their configs' rates
-  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes, colour_jitter, fewer_draws, lighter_scenes or more_random, got '$NAME'"; exit 2 ;;
+  wide_random|more_scenes|colour_jitter|fewer_draws|lighter_scenes|more_random|more_random_again) CONFIG=configs/small_${NAME}_224.toml; schedule=(); rate= ;;  # their configs' rates
+  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes, colour_jitter, fewer_draws, lighter_scenes, more_random or more_random_again, got '$NAME'"; exit 2 ;;
 esac
 rate=${POOL_RATE:-$rate}  # POOL_RATE overrides
 pool=(); [ -n "$rate" ] && pool=(--set data.pool_scenes_per_step=$rate)

@@ -10,6 +10,7 @@ from fast3r.model import Fast3R, Fast3RConfig
 from fast3r.train.activation_checkpointing import enable_activation_checkpointing
 from fast3r.train.command import add_curves_parser, add_train_parser
 from fast3r.train.config import TrainConfigError, load_train_config
+from fast3r.train.data import pool_size
 
 CONFIGS = sorted(Path("configs").glob("*.toml"))
 
@@ -53,16 +54,35 @@ def _assert_rest_is_the_recipe(base: dict, stage: dict) -> None:
     assert stage == base
 
 
-def _assert_continues_the_bundled_model_on_new_scenes(base: dict, stage: dict, *others) -> None:
-    """The stage starts from the bundled model of its time on scenes past its base's and `others`' (configs
-    run between them), below the eval sets' 10M, with the base's schedule and held-out check and a seed of
-    its own. Pops `seed_base`."""
-    new_scenes = stage["data"].pop("seed_base")
-    earlier = [base["data"].pop("seed_base")] + [other.data.seed_base for other in others]
-    assert max(earlier) + 20000 * base["data"]["batch_size"] < new_scenes < 10_000_000
+GPUS_AT_MOST = 2  # a chain's slot runs on 1 or 2 GPUs, and each rank's pool renders scenes of its own
+
+
+def _scenes(config) -> range:
+    """Scene numbers a shipped synthetic training config renders, at most (a pool's size at the last step on
+    each of GPUS_AT_MOST ranks, else a scene per sample)."""
+    data = config.data
+    count = GPUS_AT_MOST * pool_size(data, config.steps - 1) if data.mode == "pool" else config.steps * data.batch_size
+    return range(data.seed_base, data.seed_base + count)
+
+
+def _assert_continues_the_bundled_model_on_new_scenes(base: dict, stage: dict, name: str) -> None:
+    """configs/NAME.toml, `stage`, starts from the bundled model of its time with its base's schedule and
+    held-out check, on scenes no other shipped config renders, below fast3r.eval's synthetic set at 10M, and
+    with a seed no other config uses. Pops `seed_base`."""
+    base["data"].pop("seed_base"), stage["data"].pop("seed_base")
     assert stage["model"]["init_weights"] == "fast3r/weights/fast3r-small-224"
     assert stage["heldout"] == base["heldout"] and stage["steps"] == base["steps"]
-    assert stage["seed"] not in [base["seed"]] + [other.seed for other in others]
+    config = load_train_config(f"configs/{name}.toml")
+    new_scenes = _scenes(config)
+    assert new_scenes.stop <= 10_000_000
+    for path in CONFIGS:
+        if path.stem == name:
+            continue
+        other = load_train_config(path)
+        assert other.seed != config.seed, f"{name} draws with the seed of {path.name}"
+        if other.data.source == "synthetic":
+            scenes = _scenes(other)
+            assert new_scenes.stop <= scenes.start or scenes.stop <= new_scenes.start, f"{name} renders scenes {path.name} renders"
 
 
 def test_outward_stage_is_the_wide_recipe_with_outward_captures_and_random_held_out():
@@ -113,7 +133,7 @@ def test_rooms_stage_draws_random_rooms_more_often_on_new_scenes_at_a_lower_lr()
 
 def test_fresh_rooms_stage_is_the_rooms_recipe_on_new_scenes_only():
     rooms, fresh = _stage_configs("small_random_rooms_224", "small_fresh_rooms_224")
-    _assert_continues_the_bundled_model_on_new_scenes(rooms, fresh)  # then: the rooms stage's end
+    _assert_continues_the_bundled_model_on_new_scenes(rooms, fresh, "small_fresh_rooms_224")  # then: the rooms stage's end
     assert fresh["optim"]["warmup_fraction"] == rooms["optim"]["warmup_fraction"]
     _assert_rest_is_the_recipe(rooms, fresh)
 
@@ -123,8 +143,7 @@ def test_wide_baseline_stage_draws_orbit_and_random_more_often_on_new_scenes():
     trained = stage["data"].pop("trajectories")
     assert sorted(set(trained)) == sorted(set(rooms["data"].pop("trajectories")))
     assert (trained.count("orbit"), trained.count("random"), trained.count("arc")) == (3, 4, 1)
-    fresh = load_train_config("configs/small_fresh_rooms_224.toml")  # run in between, on scenes of its own
-    _assert_continues_the_bundled_model_on_new_scenes(rooms, stage, fresh)  # then: the rooms stage's end
+    _assert_continues_the_bundled_model_on_new_scenes(rooms, stage, "small_wide_baseline_224")  # then: the rooms stage's end
     _assert_rest_is_the_recipe(rooms, stage)
 
 
@@ -142,7 +161,7 @@ def test_wide_random_stage_draws_random_half_the_time_on_new_scenes_for_longer()
 
 def test_more_scenes_stage_is_the_wide_random_recipe_on_twice_the_new_scenes():
     base, stage = _stage_configs("small_wide_random_224", "small_more_scenes_224")
-    _assert_continues_the_bundled_model_on_new_scenes(base, stage)  # then: the wide random stage's end
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage, "small_more_scenes_224")  # then: the wide random stage's end
     assert stage["data"].pop("pool_scenes_per_step") == 2 * base["data"].pop("pool_scenes_per_step")
     assert stage["data"].pop("pool_device_share") == base["data"].pop("pool_device_share") == 0.0  # as run: the workers kept up
     _assert_rest_is_the_recipe(base, stage)
@@ -150,15 +169,14 @@ def test_more_scenes_stage_is_the_wide_random_recipe_on_twice_the_new_scenes():
 
 def test_colour_jitter_stage_is_the_more_scenes_recipe_with_jittered_views_on_new_scenes():
     base, stage = _stage_configs("small_more_scenes_224", "small_colour_jitter_224")
-    _assert_continues_the_bundled_model_on_new_scenes(base, stage)  # then: the more-scenes stage's end
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage, "small_colour_jitter_224")  # then: the more-scenes stage's end
     assert (stage["data"].pop("augment"), base["data"].pop("augment")) == (True, False)
     _assert_rest_is_the_recipe(base, stage)
 
 
 def test_fewer_draws_stage_is_the_more_scenes_recipe_at_a_quarter_more_new_scenes():
     base, stage = _stage_configs("small_more_scenes_224", "small_fewer_draws_224")
-    jitter = load_train_config("configs/small_colour_jitter_224.toml")  # run in between, on scenes of its own
-    _assert_continues_the_bundled_model_on_new_scenes(base, stage, jitter)  # then: the more-scenes stage's end
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage, "small_fewer_draws_224")  # then: the more-scenes stage's end
     assert stage["data"].pop("pool_scenes_per_step") == 1.25 * base["data"].pop("pool_scenes_per_step")
     assert stage["data"].pop("pool_device_share") == base["data"].pop("pool_device_share") == 0.0
     _assert_rest_is_the_recipe(base, stage)
@@ -166,7 +184,7 @@ def test_fewer_draws_stage_is_the_more_scenes_recipe_at_a_quarter_more_new_scene
 
 def test_lighter_scenes_stage_is_the_fewer_draws_recipe_on_pool_scenes_of_twelve_views():
     base, stage = _stage_configs("small_fewer_draws_224", "small_lighter_scenes_224")
-    _assert_continues_the_bundled_model_on_new_scenes(base, stage)  # then: the fewer-draws stage's end
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage, "small_lighter_scenes_224")  # then: the fewer-draws stage's end
     assert (stage["data"].pop("pool_views"), base["data"].pop("pool_views")) == (12, 16)  # 0.75x the render time
     assert stage["data"].pop("pool_scenes_per_step") == 1.6 and base["data"].pop("pool_scenes_per_step") == 1.25
     _assert_rest_is_the_recipe(base, stage)
@@ -174,11 +192,17 @@ def test_lighter_scenes_stage_is_the_fewer_draws_recipe_on_pool_scenes_of_twelve
 
 def test_more_random_stage_is_the_lighter_scenes_recipe_with_two_orbit_sixteenths_moved_to_random():
     base, stage = _stage_configs("small_lighter_scenes_224", "small_more_random_224")
-    _assert_continues_the_bundled_model_on_new_scenes(base, stage)  # the lighter-scenes stage's end
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage, "small_more_random_224")  # then: the lighter-scenes stage's end
     trained, before = stage["data"].pop("trajectories"), base["data"].pop("trajectories")
     assert len(trained) == len(before) == 16 and (trained.count("random"), before.count("random")) == (10, 8)
     assert (trained.count("orbit"), before.count("orbit")) == (3, 5)
     assert sorted(t for t in trained if t not in ("orbit", "random")) == sorted(t for t in before if t not in ("orbit", "random"))
+    _assert_rest_is_the_recipe(base, stage)
+
+
+def test_more_random_again_stage_is_the_more_random_recipe_on_new_scenes_only():
+    base, stage = _stage_configs("small_more_random_224", "small_more_random_again_224")
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage, "small_more_random_again_224")  # the more-random stage's end
     _assert_rest_is_the_recipe(base, stage)
 
 
