@@ -57,14 +57,16 @@
 # still-warm machine, or carried; runs/slot.chain names its chain). Otherwise it is assembled from what
 # the repository holds: the bundled model, which is the chain's last kept slot's fp16 weights (checked
 # against slot_state/SHA256SUMS), and that slot's optimizer file and log (benchmarks/results/train_small/
-# CHAIN_chain/slot_state/optimizer.safetensors, train_log.csv). A chain with no kept slot starts from its
-# config's init_weights. A whole slot (37 MB) does not fit beside the repository in the 64 MB the device
+# CHAIN_chain/slot_state/optimizer.safetensors, train_log.csv). A chain with no kept slot (no
+# slot_state/SHA256SUMS) starts from its config's init_weights; one whose SHA256SUMS no longer matches the
+# bundled weights is refused, and only the chain whose last slot is the bundled model keeps its optimiser
+# file (0.8 MB each). A whole slot (37 MB) does not fit beside the repository in the 64 MB the device
 # tool sends. Back in $OUT (8 files): slot/ (7 files) and logs.tar.gz. ASSEMBLE_ONLY=1 stops once the
 # slot is in place (SLOT_DIR, default runs/slot); tests/test_train_chain.py uses it to check that the
 # repository still holds a continuable chain. To keep a slot as the new bundled model, copy its weights
 # into fast3r/weights/fast3r-small-224/, its optimizer.safetensors into CHAIN_chain/slot_state/ and its
 # train_log.csv into CHAIN_chain/, rewrite SHA256SUMS (`sha256sum config.json model*` in the weights
-# folder), and make that chain the default below.
+# folder), remove the optimiser file of the chain it replaces, and make that chain the default below.
 set -u
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast off
@@ -91,7 +93,7 @@ if [ -f "$SLOT/optimizer.safetensors" ] && [ "$(cat "$SLOT.chain" 2>/dev/null)" 
   echo "$SLOT holds a slot of another chain, or of none that $SLOT.chain names: not continuing it"
   rm -rf "$SLOT" "$SLOT.chain"
 fi
-if [ ! -f "$SLOT/optimizer.safetensors" ] && [ -f "$CHAIN_DIR/slot_state/optimizer.safetensors" ]; then
+if [ ! -f "$SLOT/optimizer.safetensors" ] && [ -f "$CHAIN_DIR/slot_state/SHA256SUMS" ]; then
   python - "$BUNDLED" "$CHAIN_DIR/slot_state/SHA256SUMS" <<'PY' || exit 2
 import hashlib, pathlib, sys
 folder, sums = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
