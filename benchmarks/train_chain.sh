@@ -44,10 +44,13 @@
 #            replaced it;
 #   more_random: configs/small_more_random_224.toml (9000 steps), the lighter-scenes recipe with 10 of 16
 #            samples `random` instead of 8, from the lighter-scenes stage's end (2026-12-02, two slots on
-#            one H200). Its last slot, the schedule's end, is the bundled model;
+#            one H200). Its last slot was the bundled model until the more_random_again stage replaced it;
 #   more_random_again: configs/small_more_random_again_224.toml (9000 steps), the more-random recipe
-#            unchanged on new scenes, from the bundled model. Planned, not yet run: it has no kept slot, so
-#            its first slot starts from the bundled model.
+#            unchanged on new scenes, from the more-random stage's end (2026-12-02, two slots on one
+#            H200). Its last slot, the schedule's end, is the bundled model;
+#   random_eleven: configs/small_random_eleven_224.toml (9000 steps), the more-random recipe with 11 of 16
+#            samples `random` and 2 `orbit`, from the bundled model. Planned, not yet run: it has no kept
+#            slot, so its first slot starts from the bundled model.
 # Run in the repository root of the GPU machine's copy, with $OUT set (the device tool sets it):
 #   bash benchmarks/train_chain.sh          # MIN=8.0 minutes of training; MIN=9.0 for a session's last call
 # GPUS=1 runs the slot on one GPU when no 2-GPU machine is lent: the batch per GPU stays 16, so each step
@@ -72,13 +75,13 @@ cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # NVLink multicast off
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:?set OUT to the folder whose files come back}
-NAME=${CHAIN:-more_random}
+NAME=${CHAIN:-more_random_again}
 rate=0.75  # new scenes per step: the chains before wide_random ran at 0.75 whatever their configs say
 case $NAME in
   wide) CONFIG=configs/small_wide_224.toml; schedule=(--set steps=20000 --set data.curriculum_steps=2000) ;;
   outward|varied|random|random_long|random_rooms|fresh_rooms|wide_baseline) CONFIG=configs/small_${NAME}_224.toml; schedule=() ;;
-  wide_random|more_scenes|colour_jitter|fewer_draws|lighter_scenes|more_random|more_random_again) CONFIG=configs/small_${NAME}_224.toml; schedule=(); rate= ;;  # their configs' rates
-  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes, colour_jitter, fewer_draws, lighter_scenes, more_random or more_random_again, got '$NAME'"; exit 2 ;;
+  wide_random|more_scenes|colour_jitter|fewer_draws|lighter_scenes|more_random|more_random_again|random_eleven) CONFIG=configs/small_${NAME}_224.toml; schedule=(); rate= ;;  # their configs' rates
+  *) echo "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes, colour_jitter, fewer_draws, lighter_scenes, more_random, more_random_again or random_eleven, got '$NAME'"; exit 2 ;;
 esac
 rate=${POOL_RATE:-$rate}  # POOL_RATE overrides
 pool=(); [ -n "$rate" ] && pool=(--set data.pool_scenes_per_step=$rate)

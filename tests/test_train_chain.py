@@ -53,22 +53,22 @@ def test_each_chain_runs_at_the_pool_rate_it_ran_at(tmp_path, monkeypatch):
 
 
 def test_a_slot_of_another_chain_is_not_continued(tmp_path):
-    assert assemble(tmp_path, "more_random").returncode == 0
-    assert (tmp_path / "slot.chain").read_text().strip() == "more_random"
+    assert assemble(tmp_path, "more_random_again").returncode == 0
+    assert (tmp_path / "slot.chain").read_text().strip() == "more_random_again"
     run = assemble(tmp_path, "outward")  # the outward stage kept no slot (not kept as the bundled model): it starts afresh
     assert run.returncode == 0, run.stdout + run.stderr
     assert "not continuing it" in run.stdout and "starts from configs/small_outward_224.toml's init_weights" in run.stdout
     assert not (tmp_path / "slot").exists() and not (tmp_path / "slot.chain").exists()
     run = assemble(tmp_path, "foo")
-    assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes, colour_jitter, fewer_draws, lighter_scenes, more_random or more_random_again, got 'foo'" in run.stdout
+    assert run.returncode == 2 and "CHAIN must be wide, outward, varied, random, random_long, random_rooms, fresh_rooms, wide_baseline, wide_random, more_scenes, colour_jitter, fewer_draws, lighter_scenes, more_random, more_random_again or random_eleven, got 'foo'" in run.stdout
 
 
 def test_the_planned_stage_starts_from_the_bundled_model_at_its_own_rate(tmp_path):
-    run = assemble(tmp_path, "more_random_again")
+    run = assemble(tmp_path, "random_eleven")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "more_random_again: new scenes per step: data.pool_scenes_per_step of configs/small_more_random_again_224.toml" in run.stdout
-    assert "starts from configs/small_more_random_again_224.toml's init_weights" in run.stdout
-    config = load_train_config(REPO / "configs" / "small_more_random_again_224.toml")
+    assert "random_eleven: new scenes per step: data.pool_scenes_per_step of configs/small_random_eleven_224.toml" in run.stdout
+    assert "starts from configs/small_random_eleven_224.toml's init_weights" in run.stdout
+    config = load_train_config(REPO / "configs" / "small_random_eleven_224.toml")
     assert (REPO / config.model.init_weights).resolve() == BUNDLED.resolve()
 
 
@@ -78,7 +78,7 @@ def test_a_stage_run_and_not_kept_starts_again_from_the_bundled_model(tmp_path):
     assert "starts from configs/small_colour_jitter_224.toml's init_weights" in run.stdout
 
 
-@pytest.mark.parametrize("chain", ["wide", "random", "random_long", "random_rooms", "wide_baseline", "wide_random", "more_scenes", "fewer_draws", "lighter_scenes"])  # kept slots that were the bundled model before
+@pytest.mark.parametrize("chain", ["wide", "random", "random_long", "random_rooms", "wide_baseline", "wide_random", "more_scenes", "fewer_draws", "lighter_scenes", "more_random"])  # kept slots that were the bundled model before
 def test_a_chain_whose_slot_is_no_longer_the_bundled_model_is_refused(tmp_path, chain):
     run = assemble(tmp_path, chain)
     assert run.returncode == 2 and "the bundled weights are not the chain's last slot" in run.stderr

@@ -202,7 +202,17 @@ def test_more_random_stage_is_the_lighter_scenes_recipe_with_two_orbit_sixteenth
 
 def test_more_random_again_stage_is_the_more_random_recipe_on_new_scenes_only():
     base, stage = _stage_configs("small_more_random_224", "small_more_random_again_224")
-    _assert_continues_the_bundled_model_on_new_scenes(base, stage, "small_more_random_again_224")  # the more-random stage's end
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage, "small_more_random_again_224")  # then: the more-random stage's end
+    _assert_rest_is_the_recipe(base, stage)
+
+
+def test_random_eleven_stage_is_the_more_random_recipe_with_one_orbit_sixteenth_moved_to_random():
+    base, stage = _stage_configs("small_more_random_again_224", "small_random_eleven_224")
+    _assert_continues_the_bundled_model_on_new_scenes(base, stage, "small_random_eleven_224")  # the more-random-again stage's end
+    trained, before = stage["data"].pop("trajectories"), base["data"].pop("trajectories")
+    assert len(trained) == len(before) == 16 and (trained.count("random"), before.count("random")) == (11, 10)
+    assert (trained.count("orbit"), before.count("orbit")) == (2, 3)
+    assert sorted(t for t in trained if t not in ("orbit", "random")) == sorted(t for t in before if t not in ("orbit", "random"))
     _assert_rest_is_the_recipe(base, stage)
 
 
