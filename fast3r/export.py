@@ -20,7 +20,7 @@ from fast3r.io.atomic import atomic_path
 from fast3r.io.images import LoadedImage
 
 if TYPE_CHECKING:
-    from fast3r.pipeline import Reconstruction
+    from fast3r.reconstruction import Reconstruction
 
 # name -> file or folder it writes
 EXPORTS = {
