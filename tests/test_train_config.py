@@ -190,13 +190,19 @@ def test_lighter_scenes_stage_is_the_fewer_draws_recipe_on_pool_scenes_of_twelve
     _assert_rest_is_the_recipe(base, stage)
 
 
+def _assert_orbit_moved_to_random(base: dict, stage: dict, random: tuple[int, int], orbit: tuple[int, int]) -> None:
+    """Of the 16 trajectory slots, `random` and `orbit` number (stage, base) each, the rest unchanged. Pops
+    `trajectories`."""
+    trained, before = stage["data"].pop("trajectories"), base["data"].pop("trajectories")
+    assert len(trained) == len(before) == 16 and (trained.count("random"), before.count("random")) == random
+    assert (trained.count("orbit"), before.count("orbit")) == orbit
+    assert sorted(t for t in trained if t not in ("orbit", "random")) == sorted(t for t in before if t not in ("orbit", "random"))
+
+
 def test_more_random_stage_is_the_lighter_scenes_recipe_with_two_orbit_sixteenths_moved_to_random():
     base, stage = _stage_configs("small_lighter_scenes_224", "small_more_random_224")
     _assert_continues_the_bundled_model_on_new_scenes(base, stage, "small_more_random_224")  # then: the lighter-scenes stage's end
-    trained, before = stage["data"].pop("trajectories"), base["data"].pop("trajectories")
-    assert len(trained) == len(before) == 16 and (trained.count("random"), before.count("random")) == (10, 8)
-    assert (trained.count("orbit"), before.count("orbit")) == (3, 5)
-    assert sorted(t for t in trained if t not in ("orbit", "random")) == sorted(t for t in before if t not in ("orbit", "random"))
+    _assert_orbit_moved_to_random(base, stage, random=(10, 8), orbit=(3, 5))
     _assert_rest_is_the_recipe(base, stage)
 
 
@@ -209,10 +215,7 @@ def test_more_random_again_stage_is_the_more_random_recipe_on_new_scenes_only():
 def test_random_eleven_stage_is_the_more_random_recipe_with_one_orbit_sixteenth_moved_to_random():
     base, stage = _stage_configs("small_more_random_again_224", "small_random_eleven_224")
     _assert_continues_the_bundled_model_on_new_scenes(base, stage, "small_random_eleven_224")  # the more-random-again stage's end
-    trained, before = stage["data"].pop("trajectories"), base["data"].pop("trajectories")
-    assert len(trained) == len(before) == 16 and (trained.count("random"), before.count("random")) == (11, 10)
-    assert (trained.count("orbit"), before.count("orbit")) == (2, 3)
-    assert sorted(t for t in trained if t not in ("orbit", "random")) == sorted(t for t in before if t not in ("orbit", "random"))
+    _assert_orbit_moved_to_random(base, stage, random=(11, 10), orbit=(2, 3))
     _assert_rest_is_the_recipe(base, stage)
 
 
